@@ -1,0 +1,163 @@
+"""The interface every posterior sampler implements, and its cost accounting.
+
+A sampler is a typed configuration plus one call::
+
+    result = sampler.sample(prior, problem, seeds=range(16))
+    result.samples      # [N, *sample_shape], one sample per seed
+    result.cost         # network calls per sample (forward-only, forward+backward), seconds
+
+One seed per sample: every random draw of sample ``n`` comes from the stream of ``seeds[n]``
+(:class:`mgdm.random.SampleNoise`), so a sample does not depend on the batch it ran in.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+import torch
+from torch import Tensor
+
+from mgdm.priors.base import Denoiser
+from mgdm.problem import Problem
+from mgdm.random import SampleNoise
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a sampling run cost.
+
+    Attributes:
+        nfe_forward: network evaluations without gradient, per sample.
+        nfe_backward: network evaluations with a backward pass (VJPs), per sample.
+        seconds: wall time of the whole run.
+        n_samples: number of samples drawn.
+    """
+
+    nfe_forward: float
+    nfe_backward: float
+    seconds: float
+    n_samples: int
+
+    @property
+    def nfe_total(self) -> float:
+        """Forward passes per sample, counting a VJP as one forward pass."""
+        return self.nfe_forward + self.nfe_backward
+
+    @property
+    def seconds_per_sample(self) -> float:
+        return self.seconds / max(self.n_samples, 1)
+
+
+@dataclass
+class SampleResult:
+    samples: Tensor
+    cost: Cost
+
+
+class CountingDenoiser(Denoiser):
+    """Wraps a prior and counts its network evaluations, row by row.
+
+    A call made while autograd records (grad mode on and the input requiring grad) counts as
+    forward+backward; any other call as forward-only. Counts are rows evaluated, so dividing by
+    the number of samples gives calls per sample even when a sampler splits its batch.
+    """
+
+    def __init__(self, prior: Denoiser):
+        self.prior = prior
+        self.schedule = prior.schedule
+        self.sample_shape = prior.sample_shape
+        self.data_range = prior.data_range
+        self.rows_forward = 0
+        self.rows_backward = 0
+
+    def _count(self, x: Tensor) -> None:
+        if torch.is_grad_enabled() and x.requires_grad:
+            self.rows_backward += x.shape[0]
+        else:
+            self.rows_forward += x.shape[0]
+
+    def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
+        self._count(x_t)
+        return self.prior.denoise(x_t, t)
+
+    def epsilon(self, x_t: Tensor, t: Tensor) -> Tensor:
+        self._count(x_t)
+        return self.prior.epsilon(x_t, t)
+
+    def initial_state(self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32) -> Tensor:
+        return self.prior.initial_state(noise, t, dtype)
+
+    def sample_denoising_posterior(self, x_t: Tensor, t: Tensor, noise: SampleNoise) -> Tensor:
+        """Exact ``p_{0|t}`` draws of priors that offer them; counted as one forward call."""
+        method = getattr(self.prior, "sample_denoising_posterior", None)
+        if method is None:
+            raise ValueError(
+                f"{type(self.prior).__name__} cannot sample p(x_0 | x_t) exactly; "
+                "use the DDIM denoising chain instead."
+            )
+        self.rows_forward += x_t.shape[0]
+        return method(x_t, t, noise)
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+class Sampler(ABC, Generic[ConfigT]):
+    """Base class: validation, seeding, cost accounting and the final clamp.
+
+    Subclasses set ``name`` and ``config_class`` and implement :meth:`run`.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, config: ConfigT | None = None, **overrides: Any):
+        if config is None:
+            config = self.config_class(**overrides)
+        elif overrides:
+            raise ValueError("pass either a config object or keyword overrides, not both.")
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}.")
+        self.config: ConfigT = config
+
+    @abstractmethod
+    def run(self, prior: CountingDenoiser, problem: Problem, noise: SampleNoise, progress: bool) -> Tensor:
+        """Draw one sample per stream of ``noise``; returns ``[B, *sample_shape]`` (unclamped)."""
+
+    def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
+        """Raise ``ValueError`` when the problem cannot be sampled by this method."""
+
+    def sample(
+        self,
+        prior: Denoiser,
+        problem: Problem,
+        seeds: Sequence[int] | Tensor,
+        *,
+        progress: bool = False,
+        device: torch.device | str | None = None,
+    ) -> SampleResult:
+        """Draw ``len(seeds)`` posterior samples, one per seed, in one batch."""
+        seed_list = [int(s) for s in torch.as_tensor(seeds).reshape(-1).tolist()]
+        if not seed_list:
+            raise ValueError("seeds must hold at least one seed (one sample per seed).")
+        if tuple(problem.operator.input_shape) != tuple(prior.sample_shape):
+            raise ValueError(
+                f"the operator takes inputs of shape {list(problem.operator.input_shape)} but the prior "
+                f"draws samples of shape {list(prior.sample_shape)}."
+            )
+        self.check_compatible(prior, problem)
+        device = torch.device(device) if device is not None else problem.observation.device
+        counted = CountingDenoiser(prior)
+        noise = SampleNoise(seed_list, device=device)
+        start = time.perf_counter()
+        samples = self.run(counted, problem, noise, progress)
+        seconds = time.perf_counter() - start
+        if prior.data_range is not None:
+            samples = samples.clamp(*prior.data_range)
+        n = len(seed_list)
+        cost = Cost(counted.rows_forward / n, counted.rows_backward / n, seconds, n)
+        return SampleResult(samples.detach(), cost)

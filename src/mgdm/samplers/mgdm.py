@@ -1,0 +1,347 @@
+"""MGDM: mixture-guided diffusion with Gibbs sampling (Janati et al., ICML 2025).
+
+Each intermediate posterior ``pi_t`` is approximated by a mixture over an earlier time ``ell``
+of ``pi^ell_t(x_t) ∝ p_t(x_t) ∫ g(D_ell(x_ell)) p_{ell|t}(x_ell | x_t) dx_ell``, sampled by a
+Gibbs sampler over ``(x_0, x_ell, x_t)`` (mgdm-algorithm.md §3-4):
+
+1. ``x_ell | x_0, x_t``: a diagonal Gaussian ``N(mu, diag(exp(2 rho)))`` fitted by ``G`` Adam
+   steps on ``-log g(D_ell(z)) + CE(q || Q^1[0->t](x_ell | x_0, x_t)) - H(q)``, then sampled;
+2. ``x_0 | x_ell``: an ``M``-point DDIM(eta) chain from ``ell`` to 0 (``M = 1``: Tweedie);
+3. ``x_t | x_ell, x_u``: the exact bridge ``Q^1[ell->u]``.
+
+The outer loop walks the grid backwards over triples ``(u, t, p) = (T_{j+1}, T_j, T_{j-1})``.
+The ``reference`` preset reproduces the official implementation's behaviour; the documented
+options of §7 are fields of :class:`MGDMConfig` whose defaults in the reference preset keep §4.
+
+Tensor shapes: a batch ``x`` is ``[B, *sample_shape]``; times and per-sample scalars are ``[B]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from mgdm.diffusion.bridge import bridge_coefficients
+from mgdm.diffusion.conversions import per_sample
+from mgdm.diffusion.schedules import timestep_grid
+from mgdm.problem import Problem
+from mgdm.random import SampleNoise
+from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.step_schedule import IndexRange, StepSchedule
+
+IndexRule = Literal["mix", "uniform", "deterministic", "mix-det", "zero", "midpoint"]
+INDEX_RULES: tuple[str, ...] = ("mix", "uniform", "deterministic", "mix-det", "zero", "midpoint")
+
+REFERENCE_GRADIENT_STEPS = StepSchedule(3.0, (IndexRange(-10, None, 20.0),))
+"""G(i) = 20 if i >= K - 10 else 3 (image base block)."""
+REFERENCE_LEARNING_RATE = StepSchedule(0.03, (IndexRange(None, 11, 0.01),))
+"""lr(i) = 0.01 if i <= 10 else 0.03 (image base block)."""
+
+
+@dataclass(frozen=True)
+class MGDMConfig:
+    """Hyperparameters of MGDM. Field defaults are the reference image configuration.
+
+    Attributes:
+        num_steps: K, points of the timestep grid ``int(linspace(0, 999, K))``; K - 3 outer steps.
+        gibbs_sweeps: R, Gibbs sweeps per outer step.
+        denoising_steps: M, points of the DDIM chain for ``x_0 | x_ell`` (1: one-shot Tweedie).
+        eta: DDIM eta of the chain and of the per-step initialisation of ``x_t``.
+        index_rule: how the mixture index ``ell`` is chosen (mgdm-algorithm.md §4.3);
+            ``midpoint`` (ours) is ``floor((min_index + p - 1) / 2)``, the centre of the uniform
+            rule's range, for ``i < threshold``, then ``p``.
+        threshold: outer iteration from which ``mix``/``mix-det``/``midpoint`` use ``ell = p``.
+        min_index: smallest ``ell`` of the uniform draws.
+        gradient_steps: G(i), Adam steps of the variational fit.
+        learning_rate: lr(i) of Adam.
+        lr_mode: ``absolute`` (reference: the step is lr in units of x) or ``bridge-std`` (the
+            step is ``lr * s``, with ``s`` the std of the fit's bridge prior: scale-aware).
+        kl: ``monte-carlo`` (reference: one-sample cross-entropy) or ``closed-form`` (exact
+            Gaussian cross-entropy; only ``-log g`` stays Monte Carlo).
+        mc_samples: S, reparameterised samples averaged per Adam step (S VJPs per step).
+        per_sample_index: draw ``ell`` independently per sample (else one ``ell`` per step, shared
+            by the batch, drawn from ``index_seed`` so it does not depend on the batch).
+        index_seed: seed of the shared ``ell`` sequence.
+        denoiser_posterior: ``ddim`` (reference chain) or ``exact`` (exact ``p_{0|ell}`` draws, for
+            priors that offer them: isolates the chain's error).
+    """
+
+    num_steps: int = 100
+    gibbs_sweeps: int = 1
+    denoising_steps: int = 20
+    eta: float = 1.0
+    index_rule: IndexRule = "mix"
+    threshold: int = 70
+    min_index: int = 10
+    gradient_steps: StepSchedule = REFERENCE_GRADIENT_STEPS
+    learning_rate: StepSchedule = REFERENCE_LEARNING_RATE
+    lr_mode: Literal["absolute", "bridge-std"] = "absolute"
+    kl: Literal["monte-carlo", "closed-form"] = "monte-carlo"
+    mc_samples: int = 1
+    per_sample_index: bool = False
+    index_seed: int = 0
+    denoiser_posterior: Literal["ddim", "exact"] = "ddim"
+
+    def __post_init__(self) -> None:
+        def fail(name: str, accepted: str) -> None:
+            raise ValueError(f"MGDM {name} = {getattr(self, name)!r} is out of range; accepted: {accepted}.")
+
+        if not isinstance(self.num_steps, int) or self.num_steps < 4:
+            fail("num_steps", "an integer K >= 4 (K - 3 outer steps)")
+        if self.num_steps > 1000:
+            fail("num_steps", "K <= 1000")
+        if not isinstance(self.gibbs_sweeps, int) or self.gibbs_sweeps < 1:
+            fail("gibbs_sweeps", "an integer R >= 1")
+        if not isinstance(self.denoising_steps, int) or self.denoising_steps < 1:
+            fail("denoising_steps", "an integer M >= 1 (1 = one-shot Tweedie)")
+        if not 0.0 <= float(self.eta) <= 1.0:
+            fail("eta", "0 <= eta <= 1")
+        if self.index_rule not in INDEX_RULES:
+            fail("index_rule", ", ".join(INDEX_RULES))
+        if not isinstance(self.threshold, int) or self.threshold < 0:
+            fail("threshold", "an integer >= 0")
+        if not isinstance(self.min_index, int) or self.min_index < 1:
+            fail("min_index", "an integer >= 1")
+        if self.lr_mode not in ("absolute", "bridge-std"):
+            fail("lr_mode", "absolute, bridge-std")
+        if self.kl not in ("monte-carlo", "closed-form"):
+            fail("kl", "monte-carlo, closed-form")
+        if not isinstance(self.mc_samples, int) or self.mc_samples < 1:
+            fail("mc_samples", "an integer S >= 1")
+        if self.denoiser_posterior not in ("ddim", "exact"):
+            fail("denoiser_posterior", "ddim, exact")
+        for i in range(self.num_steps - 3):
+            g = self.gradient_steps(i, self.num_steps)
+            if g < 0 or g != int(g):
+                raise ValueError(f"MGDM gradient_steps G({i}) = {g}; accepted: integers >= 0.")
+            if not self.learning_rate(i, self.num_steps) > 0:
+                raise ValueError(f"MGDM learning_rate lr({i}) must be > 0.")
+
+    @property
+    def outer_steps(self) -> int:
+        return self.num_steps - 3
+
+    def expected_vjp(self) -> int:
+        """VJPs per sample: ``R * S * sum_i G(i)`` (mgdm-algorithm.md §6)."""
+        total = sum(int(self.gradient_steps(i, self.num_steps)) for i in range(self.outer_steps))
+        return self.gibbs_sweeps * self.mc_samples * total
+
+
+PRESETS: dict[str, MGDMConfig] = {
+    "reference": MGDMConfig(),
+}
+"""Named configurations (see :func:`preset`)."""
+
+
+def preset(name: str, **overrides: object) -> MGDMConfig:
+    """A named configuration, optionally with fields overridden."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown MGDM preset {name!r}; accepted: {', '.join(PRESETS)}.")
+    return replace(PRESETS[name], **overrides)
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in fields(MGDMConfig)]
+
+
+@dataclass
+class _State:
+    """Mutable state of the Gibbs sampler for one batch."""
+
+    x_t: Tensor
+    x_0: Tensor
+    noise: SampleNoise
+    index_noise: SampleNoise | None = field(default=None)
+
+
+class MGDM(Sampler[MGDMConfig]):
+    """The MGDM posterior sampler (see the module docstring)."""
+
+    name: ClassVar[str] = "mgdm"
+    config_class: ClassVar[type] = MGDMConfig
+
+    def check_compatible(self, prior, problem: Problem) -> None:
+        if self.config.denoiser_posterior == "exact" and not hasattr(prior, "sample_denoising_posterior"):
+            raise ValueError(
+                f"denoiser_posterior='exact' needs a prior with exact p(x_0 | x_t) draws; "
+                f"{type(prior).__name__} has none. Use denoiser_posterior='ddim'."
+            )
+
+    # ------------------------------------------------------------------ mixture index
+    def draw_index(self, i: int, p: int, state: _State) -> Tensor:
+        """The mixture index ``ell`` for outer step ``i`` with next grid time ``p``; int64 ``[B]``."""
+        cfg = self.config
+        batch = state.x_t.shape[0]
+        device = state.x_t.device
+        rule = cfg.index_rule
+        early = i < cfg.threshold
+
+        def uniform(low: int, high: int) -> Tensor:
+            if high <= low:  # empty range (p <= min_index): fall back to the next grid time
+                return torch.full((batch,), p, dtype=torch.int64, device=device)
+            if cfg.per_sample_index:
+                return state.noise.randint(low, high)
+            assert state.index_noise is not None
+            return state.index_noise.randint(low, high).to(device).expand(batch)
+
+        if rule == "deterministic" or (rule in ("mix", "mix-det", "midpoint") and not early):
+            return torch.full((batch,), p, dtype=torch.int64, device=device)
+        if rule in ("mix", "uniform"):
+            return uniform(cfg.min_index, p)
+        if rule == "mix-det":
+            return torch.full((batch,), max(1, int(0.75 * p)), dtype=torch.int64, device=device)
+        if rule == "midpoint":
+            middle = max(1, min(p, (cfg.min_index + p - 1) // 2))
+            return torch.full((batch,), middle, dtype=torch.int64, device=device)
+        # "zero": ell ~ U{1, …, max(1, floor(p / 5)) - 1}
+        return uniform(1, max(1, p // 5)).clamp_min(1)
+
+    # ------------------------------------------------------------------ Gibbs conditionals
+    def fit_and_sample(
+        self,
+        prior: CountingDenoiser,
+        problem: Problem,
+        mean: Tensor,
+        std: Tensor,
+        ell: Tensor,
+        steps: int,
+        lr: float,
+        noise: SampleNoise,
+    ) -> Tensor:
+        """Variational Gaussian fit of ``x_ell | x_0, x_t`` and one draw from the fit.
+
+        Args:
+            mean, std: the bridge prior ``N(mean, std^2 I)`` (``mean`` ``[B, ...]``, ``std`` ``[B]``).
+            ell: times ``[B]`` at which ``D_ell`` is evaluated.
+            steps, lr: Adam steps and learning rate (fresh Adam: beta = (0.9, 0.999), eps = 1e-8).
+        """
+        cfg = self.config
+        s = per_sample(std, mean)
+        mu = mean.clone()
+        rho = torch.log(s).expand_as(mean).clone()
+        step = lr * s if cfg.lr_mode == "bridge-std" else torch.as_tensor(lr, dtype=mean.dtype)
+        mu_moments = (torch.zeros_like(mean), torch.zeros_like(mean))
+        rho_moments = (torch.zeros_like(mean), torch.zeros_like(mean))
+        beta1, beta2, eps_adam = 0.9, 0.999, 1e-8
+        for k in range(1, steps + 1):
+            grad_mu = torch.zeros_like(mean)
+            grad_rho = torch.zeros_like(mean)
+            for _ in range(cfg.mc_samples):
+                xi = noise.randn(*mean.shape[1:], dtype=mean.dtype)
+                scale = torch.exp(rho)
+                z = (mu + scale * xi).detach().requires_grad_(True)
+                with torch.enable_grad():
+                    log_g = problem.log_likelihood(prior.denoise(z, ell))
+                    (grad_log_g,) = torch.autograd.grad(log_g.sum(), z)
+                potential = -grad_log_g.detach()
+                if cfg.kl == "monte-carlo":
+                    total = potential + (z.detach() - mean) / s**2
+                    grad_mu += total
+                    grad_rho += total * scale * xi - 1.0
+                else:
+                    grad_mu += potential + (mu - mean) / s**2
+                    grad_rho += potential * scale * xi + scale**2 / s**2 - 1.0
+            grads = (grad_mu / cfg.mc_samples, grad_rho / cfg.mc_samples)
+            updated = []
+            for param, grad, (m1, m2) in zip((mu, rho), grads, (mu_moments, rho_moments)):
+                m1.mul_(beta1).add_(grad, alpha=1 - beta1)
+                m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                m1_hat = m1 / (1 - beta1**k)
+                m2_hat = m2 / (1 - beta2**k)
+                updated.append(param - step * m1_hat / (torch.sqrt(m2_hat) + eps_adam))
+            mu, rho = updated
+        return mu + torch.exp(rho) * noise.randn(*mean.shape[1:], dtype=mean.dtype)
+
+    def denoise_chain(self, prior: CountingDenoiser, x_ell: Tensor, ell: Tensor, noise: SampleNoise) -> Tensor:
+        """Draw ``x_0 | x_ell`` with an ``n = min(M, ell + 1)``-point DDIM(eta) chain ``ell -> 0``.
+
+        Samples are grouped by chain length; every sample's draws use its own stream at the
+        same counter values, whatever its group (the parent counter advances by ``M``).
+        """
+        cfg = self.config
+        if cfg.denoiser_posterior == "exact":
+            return prior.sample_denoising_posterior(x_ell, ell, noise)
+        lengths = torch.clamp(ell + 1, max=cfg.denoising_steps)
+        x_0 = torch.empty_like(x_ell)
+        for n in torch.unique(lengths).tolist():
+            index = torch.nonzero(lengths == n).reshape(-1)
+            x = x_ell[index]
+            if n < 2:
+                x_0[index] = prior.denoise(x, ell[index])
+                continue
+            group_noise = noise.subset(index)
+            times = _chain_times(ell[index], n)  # [n, b], decreasing from ell to 0
+            for j in range(n - 1):
+                now, nxt = times[j], times[j + 1]
+                x0_hat = prior.denoise(x, now)
+                coefficients = bridge_coefficients(prior.schedule, torch.zeros_like(nxt), nxt, now, cfg.eta)
+                x = coefficients.sample(x0_hat, x, group_noise.randn(*x.shape[1:], dtype=x.dtype))
+            x_0[index] = x
+        noise._counter += cfg.denoising_steps
+        return x_0
+
+    # ------------------------------------------------------------------ main loop
+    def run(self, prior: CountingDenoiser, problem: Problem, noise: SampleNoise, progress: bool) -> Tensor:
+        cfg = self.config
+        schedule = prior.schedule
+        grid = timestep_grid(cfg.num_steps).tolist()
+        batch = noise.batch_size
+        device = noise.device
+        x_t = prior.initial_state(noise, grid[-1]).to(device)
+        x_0 = prior.denoise(x_t, torch.full((batch,), grid[-1], dtype=torch.int64, device=device))
+        state = _State(x_t=x_t, x_0=x_0, noise=noise)
+        if not cfg.per_sample_index:
+            state.index_noise = SampleNoise([cfg.index_seed], device=device)
+
+        def full(value: int) -> Tensor:
+            return torch.full((batch,), value, dtype=torch.int64, device=device)
+
+        steps = range(cfg.outer_steps)
+        for i in tqdm(steps, desc="MGDM", disable=not progress, leave=False):
+            j = cfg.num_steps - 2 - i
+            u, t, p = grid[j + 1], grid[j], grid[j - 1]
+            ell = self.draw_index(i, p, state)
+            x_u = state.x_t
+            init = bridge_coefficients(schedule, full(0), full(t), full(u), cfg.eta)
+            state.x_t = init.sample(state.x_0, x_u, noise.randn(*x_u.shape[1:], dtype=x_u.dtype))
+            grad_steps = int(cfg.gradient_steps(i, cfg.num_steps))
+            lr = float(cfg.learning_rate(i, cfg.num_steps))
+            to_query = bridge_coefficients(schedule, full(0), ell, full(t), 1.0)
+            renoise = bridge_coefficients(schedule, ell, full(t), full(u), 1.0)
+            for _ in range(cfg.gibbs_sweeps):
+                prior_mean = to_query.mean(state.x_0, state.x_t)
+                x_ell = self.fit_and_sample(
+                    prior, problem, prior_mean, to_query.std, ell, grad_steps, lr, noise
+                )
+                state.x_0 = self.denoise_chain(prior, x_ell, ell, noise)
+                state.x_t = renoise.sample(x_ell, x_u, noise.randn(*x_u.shape[1:], dtype=x_u.dtype))
+        return state.x_0
+
+
+def _chain_times(ell: Tensor, n: int) -> Tensor:
+    """Chain times ``floor(linspace(0, ell, n))`` per sample (float32 linspace, as the
+    reference), decreasing: ``[n, b]`` with row 0 = ``ell`` and row ``n - 1`` = 0."""
+    columns = {}
+    for value in torch.unique(ell).tolist():
+        columns[value] = torch.linspace(0, value, n, dtype=torch.float32).long().flip(0)
+    return torch.stack([columns[v] for v in ell.tolist()], dim=1).to(ell.device)
+
+
+def network_calls(config: MGDMConfig, indices: list[int]) -> tuple[int, int]:
+    """Forward-only and forward+backward calls per sample for a given sequence of ``ell``.
+
+    ``1 + R * sum_i (min(M, ell_i + 1) - 1)`` forward (one-shot Tweedie counts 1) and
+    ``R * S * sum_i G(i)`` VJPs (mgdm-algorithm.md §6).
+    """
+    forward = 1
+    for ell in indices:
+        n = min(config.denoising_steps, ell + 1)
+        per_sweep = 1 if (n < 2 or config.denoiser_posterior == "exact") else n - 1
+        forward += config.gibbs_sweeps * per_sweep
+    return forward, config.expected_vjp()
+
+
