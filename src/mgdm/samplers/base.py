@@ -131,6 +131,14 @@ class Sampler(ABC, Generic[ConfigT]):
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
         """Raise ``ValueError`` when the problem cannot be sampled by this method."""
 
+    def with_budget(self, nfe: float) -> Sampler[ConfigT]:
+        """The same method rescaled (its step counts) so that its network calls per sample,
+        forward-only plus forward+backward, come as close to ``nfe`` as its structure allows.
+
+        Every sampler overrides this; ``ValueError`` when ``nfe`` is below the method's minimum.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support an equal-budget mode.")
+
     def sample(
         self,
         prior: Denoiser,

@@ -1,0 +1,1 @@
+"""Benchmarks: the Gaussian-mixture exact-posterior benchmark (and, later, images and audio)."""
