@@ -4,7 +4,7 @@ For integer times ``s <= t <= u`` (early, query, late), with ``a_ts = abar_t/aba
 ``a_ut = abar_u/abar_t`` and ``a_us = abar_u/abar_s``::
 
     std = eta * sqrt((1 - a_ut)(1 - a_ts) / (1 - a_us))
-    c_u = sqrt((1 - a_ts - std^2) / (1 - a_us))
+    c_u = sqrt((1 - a_ts - std^2) / (1 - a_us))     (evaluated in a cancellation-free form)
     c_s = sqrt(a_ts) - c_u * sqrt(a_us)
     Q(x_t | x_s, x_u) = N(c_u x_u + c_s x_s, std^2 I)
 
@@ -58,7 +58,11 @@ def bridge_coefficients_from_abar(
     safe_den = torch.where(degenerate, torch.ones_like(denominator), denominator)
     eta_t = torch.as_tensor(eta, dtype=torch.float64)
     std = eta_t * torch.sqrt(((1.0 - a_ut) * (1.0 - a_ts) / safe_den).clamp_min(0.0))
-    coef_late = torch.sqrt(((1.0 - a_ts - std**2) / safe_den).clamp_min(0.0))
+    # c_u^2 = (1 - a_ts - std^2) / (1 - a_us), rewritten without cancellation using
+    # 1 - a_us - (1 - a_ut) = a_ut (1 - a_ts):
+    # c_u^2 = (1 - a_ts) [(1 - eta^2)(1 - a_us) + eta^2 a_ut (1 - a_ts)] / (1 - a_us)^2.
+    inner = (1.0 - eta_t**2) * denominator + eta_t**2 * a_ut * (1.0 - a_ts)
+    coef_late = torch.sqrt(((1.0 - a_ts) * inner).clamp_min(0.0)) / safe_den
     coef_early = torch.sqrt(a_ts) - coef_late * torch.sqrt(a_us)
     std = torch.where(degenerate, torch.zeros_like(std), std)
     coef_late = torch.where(degenerate, torch.zeros_like(coef_late), coef_late)
