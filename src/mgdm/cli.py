@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+import torch
+
 COMMAND_MODULES: tuple[str, ...] = (
     "mgdm.bench.gmm_cli",
     "mgdm.demo",
@@ -29,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mgdm",
         description="Posterior sampling for inverse problems with diffusion priors (MGDM and baselines).",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default: %(default)s; the benchmark's small tensors run fastest on one "
+        "thread, and several processes sharing cores slow each other down badly when each spins several)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
@@ -48,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1; got {args.threads}")
+    torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
     except ValueError as error:
