@@ -183,3 +183,14 @@ def test_step_schedules_parse_and_evaluate():
     assert StepSchedule.parse(str(ldm)) == ldm
     with pytest.raises(ValueError, match="cannot read the schedule"):
         StepSchedule.parse("3,x=2")
+
+
+def test_with_budget_scales_the_grid_to_the_requested_calls():
+    assert MGDM(preset("default")).with_budget(508).config.num_steps == 100
+    assert MGDM(preset("reference")).with_budget(2245).config.num_steps == 100
+    scaled = MGDM(preset("default")).with_budget(300)
+    case = _case()
+    cost = scaled.sample(case.prior, case.problem, range(2)).cost
+    assert abs(cost.nfe_total - 300) <= 4
+    with pytest.raises(ValueError, match="below MGDM's minimum"):
+        MGDM(preset("default")).with_budget(10)

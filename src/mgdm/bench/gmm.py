@@ -157,6 +157,17 @@ def write_json(rows: Sequence[GMMRow], path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: str | Path) -> list[GMMRow]:
+    """Rows written by :func:`write_json`; ``ValueError`` for a file that is not such a list."""
+    try:
+        records = json.loads(Path(path).read_text())
+        return [GMMRow(**record) for record in records]
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except (json.JSONDecodeError, TypeError) as error:
+        raise ValueError(f"{path} is not a gmm benchmark JSON file ({error}).") from None
+
+
 def _mean_ci(values: Sequence[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n

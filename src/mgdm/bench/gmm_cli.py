@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from mgdm.bench.gmm import parse_seeds, run_benchmark, summary_table, write_json
+from mgdm.bench.gmm import parse_seeds, read_json, run_benchmark, summary_table, write_json
 from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig, preset
 from mgdm.samplers.registry import parse_sampler_list, sampler_class
 from mgdm.samplers.step_schedule import StepSchedule
@@ -27,6 +27,11 @@ def add_mgdm_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threshold", type=int, help="outer step from which mix uses ell = p")
     group.add_argument("--per-sample-index", choices=["yes", "no"], help="draw ell per sample")
     group.add_argument("--eta", type=float, help="DDIM eta of the chain and the initialisation")
+    group.add_argument(
+        "--mgdm-label",
+        help="name of the MGDM rows in tables and JSON (default: 'mgdm', or 'mgdm-PRESET' for a "
+        "preset other than the default)",
+    )
 
 
 def mgdm_config_from_args(args: argparse.Namespace) -> MGDMConfig:
@@ -76,7 +81,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_mgdm_options(parser)
     parser.set_defaults(func=run)
+    table = bench_sub.add_parser(
+        "gmm-table",
+        help="print the Markdown summary of saved gmm benchmark rows",
+        description="Summarise one or more JSON files written by `mgdm bench gmm --json` as the "
+        "Markdown table the benchmark prints (SW mean ± 95%% CI over seeds, per dim, obs_dim, sampler).",
+    )
+    table.add_argument("files", nargs="+", help="JSON files from `mgdm bench gmm --json`")
+    table.set_defaults(func=print_table)
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
+
+
+def print_table(args: argparse.Namespace) -> int:
+    rows = []
+    for path in args.files:
+        rows.extend(read_json(path))
+    if not rows:
+        raise ValueError("the files hold no rows.")
+    sys.stdout.write(summary_table(rows) + "\n")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,10 +117,15 @@ def run(args: argparse.Namespace) -> int:
     samplers = []
     for name in parse_sampler_list(args.samplers):
         cls = sampler_class(name)
-        sampler = cls(mgdm_config_from_args(args)) if name == "mgdm" else cls()
+        label = name
+        if name == "mgdm":
+            sampler = cls(mgdm_config_from_args(args))
+            label = args.mgdm_label or ("mgdm" if args.preset == "default" else f"mgdm-{args.preset}")
+        else:
+            sampler = cls()
         if args.budget is not None:
             sampler = sampler.with_budget(args.budget)
-        samplers.append((name, sampler))
+        samplers.append((label, sampler))
     on_rows = (lambda rows: write_json(rows, args.json)) if args.json else None
     rows = run_benchmark(
         args.dim, args.obs_dim, seeds, samplers, args.samples, args.directions, args.device,

@@ -184,6 +184,31 @@ class MGDM(Sampler[MGDMConfig]):
                 f"{type(prior).__name__} has none. Use denoiser_posterior='ddim'."
             )
 
+    def with_budget(self, nfe: float) -> MGDM:
+        """MGDM with the grid size K chosen so that the expected network calls per sample
+        (forward + VJP, with chains of ``min(M, p + 1)`` points) are closest to ``nfe``.
+
+        R, M, G(i) and lr(i) are kept; the ``mix`` threshold is rescaled with the number of
+        outer steps so that the same fraction of steps draws ``ell`` uniformly.
+        """
+        cfg = self.config
+
+        def rescaled(k: int) -> MGDMConfig:
+            threshold = round(cfg.threshold * (k - 3) / cfg.outer_steps)
+            return replace(cfg, num_steps=k, threshold=threshold)
+
+        def total(k: int) -> int:
+            candidate = rescaled(k)
+            grid = timestep_grid(k).tolist()
+            indices = [grid[k - 3 - i] for i in range(candidate.outer_steps)]
+            forward, backward = network_calls(candidate, indices)
+            return forward + backward
+
+        if nfe < total(4):
+            raise ValueError(f"a budget of {nfe:g} calls is below MGDM's minimum of {total(4)} (K = 4).")
+        best = min(range(4, 1001), key=lambda k: abs(total(k) - nfe))
+        return MGDM(rescaled(best))
+
     # ------------------------------------------------------------------ mixture index
     def draw_index(self, i: int, p: int, state: _State) -> Tensor:
         """The mixture index ``ell`` for outer step ``i`` with next grid time ``p``; int64 ``[B]``."""

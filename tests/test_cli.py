@@ -1,0 +1,75 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mgdm.bench.gmm import parse_seeds
+from mgdm.cli import main
+
+
+def test_bench_gmm_writes_one_row_per_problem(tmp_path, capsys):
+    path = tmp_path / "rows.json"
+    status = main(
+        ["bench", "gmm", "--dim", "4", "--obs-dim", "1", "2", "--seeds", "0-1", "--samples", "50",
+         "--directions", "50", "--num-steps", "12", "--json", str(path), "--quiet"]
+    )
+    assert status == 0
+    rows = json.loads(path.read_text())
+    assert len(rows) == 4
+    expected_keys = {
+        "sampler", "dim", "obs_dim", "seed", "sw", "sw_floor", "sw_prior",
+        "nfe_forward", "nfe_backward", "seconds", "n_samples",
+    }
+    assert set(rows[0]) == expected_keys
+    assert {(r["obs_dim"], r["seed"]) for r in rows} == {(1, 0), (1, 1), (2, 0), (2, 1)}
+    table = capsys.readouterr().out
+    assert "| 4 | 1 | mgdm | 2 |" in table and "| 4 | 2 | mgdm | 2 |" in table
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["bench", "gmm", "--seeds", "3-1"], "cannot read the seeds"),
+        (["bench", "gmm", "--seeds", "a"], "cannot read the seeds"),
+        (["bench", "gmm", "--samplers", "foo"], "unknown sampler 'foo'"),
+        (["bench", "gmm", "--dim", "7"], "even integers"),
+        (["bench", "gmm", "--num-steps", "2"], "num_steps"),
+        (["bench", "gmm", "--gibbs-sweeps", "0"], "gibbs_sweeps"),
+        (["bench", "gmm", "--gradient-steps", "3,x"], "cannot read the schedule"),
+        (["bench", "gmm", "--samples", "1"], "--samples"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_status_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unknown_choice_is_an_argparse_error():
+    completed = subprocess.run(
+        [sys.executable, "-m", "mgdm.cli", "bench", "gmm", "--index-rule", "random"],
+        capture_output=True, text=True,
+    )
+    assert completed.returncode == 2 and "invalid choice" in completed.stderr
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
+    assert parse_seeds("5") == [5]
+    with pytest.raises(ValueError):
+        parse_seeds("")
+
+
+def test_gmm_table_reads_saved_rows(tmp_path, capsys):
+    path = tmp_path / "rows.json"
+    assert main(["bench", "gmm", "--dim", "2", "--obs-dim", "1", "--seeds", "0", "--samples", "20",
+                 "--directions", "20", "--num-steps", "8", "--preset", "reference", "--json", str(path),
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert main(["bench", "gmm-table", str(path)]) == 0
+    assert capsys.readouterr().out == printed
+    assert "| mgdm-reference |" in printed
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["bench", "gmm-table", str(bad)]) == 2
