@@ -18,17 +18,39 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from mgdm.bench.gmm_problem import make_gmm_problem
+from mgdm.bench.gmm_problem import GMMProblem, make_gmm_problem
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.random import SampleNoise, derive_seed
 from mgdm.samplers.base import Sampler
+
+
+SamplerSpec = Sampler | Callable[[GMMProblem], Sampler]
+"""A sampler, or a function building one for a given problem (problem-dependent settings)."""
+
+
+def daps_for_gmm(base: Sampler) -> Callable[[GMMProblem], Sampler]:
+    """DAPS with settings that transfer to this benchmark's scale.
+
+    DAPS's image defaults are in pixel units of ``[-1, 1]`` images (Langevin likelihood std
+    ``tau = 0.01``, step ``lr = 5e-5``); on mixtures whose modes lie 8-16 apart, observed with
+    ``sigma_y`` of order 0.1-1, that step leaves the Langevin chain frozen. Here ``tau`` is the
+    problem's ``sigma_y`` and ``lr = 0.5 sigma_y^2 / s_max^2`` (``s_max`` the largest singular
+    value of A): the same step x curvature (0.5) as the image default gives for inpainting.
+    """
+
+    def build(case: GMMProblem) -> Sampler:
+        s_max = float(case.problem.operator.svd.singular_values.max())
+        lr = 0.5 * case.sigma_y**2 / s_max**2
+        return type(base)(replace(base.config, tau=None, lr=lr))
+
+    return build
 
 
 @dataclass(frozen=True)
@@ -80,7 +102,7 @@ def run_problem(
     dim: int,
     obs_dim: int,
     seed: int,
-    samplers: Sequence[tuple[str, Sampler]],
+    samplers: Sequence[tuple[str, SamplerSpec]],
     n_samples: int,
     n_directions: int = 1000,
     device: str = "cpu",
@@ -97,7 +119,8 @@ def run_problem(
     if device != "cpu":
         problem = type(problem)(problem.operator, problem.observation.to(device), problem.noise)
     rows = []
-    for label, sampler in samplers:
+    for label, spec in samplers:
+        sampler = spec if isinstance(spec, Sampler) else spec(case)
         seeds = seed_block(dim, obs_dim, seed, 5, count=n_samples)
         result = sampler.sample(case.prior, problem, seeds, device=device)
         samples = result.samples.to("cpu", torch.float64)
@@ -127,7 +150,7 @@ def run_benchmark(
     dims: Iterable[int],
     obs_dims: Iterable[int],
     seeds: Iterable[int],
-    samplers: Sequence[tuple[str, Sampler]],
+    samplers: Sequence[tuple[str, SamplerSpec]],
     n_samples: int = 1000,
     n_directions: int = 1000,
     device: str = "cpu",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from mgdm.bench.gmm import parse_seeds, read_json, run_benchmark, summary_table, write_json
+from mgdm.bench.gmm import daps_for_gmm, parse_seeds, read_json, run_benchmark, summary_table, write_json
 from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig, preset
 from mgdm.samplers.registry import parse_sampler_list, sampler_class
 from mgdm.samplers.step_schedule import StepSchedule
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             sampler = cls()
         if args.budget is not None:
             sampler = sampler.with_budget(args.budget)
-        samplers.append((label, sampler))
+        samplers.append((label, daps_for_gmm(sampler) if name == "daps" else sampler))
     on_rows = (lambda rows: write_json(rows, args.json)) if args.json else None
     rows = run_benchmark(
         args.dim, args.obs_dim, seeds, samplers, args.samples, args.directions, args.device,

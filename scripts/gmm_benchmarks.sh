@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Regenerates the JSON behind every Gaussian-mixture table of docs/benchmarks.md.
+# Each run writes docs/results/gmm/NAME.json; a run whose file exists is skipped, so the script
+# resumes after an interruption (a run in flight restarts from its beginning).
+# Usage: scripts/gmm_benchmarks.sh [NAME ...]   (no names: every run, in the order below)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MGDM=${MGDM:-.venv/bin/mgdm}
+OUT=${OUT:-docs/results/gmm}
+mkdir -p "$OUT"
+
+declare -A RUNS=(
+  [defaults-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers all"
+  [defaults-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-2 --samplers all"
+  [reference-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --preset reference"
+  [reference-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-2 --samplers mgdm --preset reference"
+  [sweeps-R1]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 1 --mgdm-label mgdm-R1"
+  [sweeps-R2]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 2 --mgdm-label mgdm-R2"
+  [sweeps-R4]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 4 --mgdm-label mgdm-R4"
+  [budget1000-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers all --budget 1000"
+)
+ORDER=(defaults-d8-d80 reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 defaults-d800 reference-d800)
+if [ $# -gt 0 ]; then ORDER=("$@"); fi
+
+for name in "${ORDER[@]}"; do
+  args=${RUNS[$name]:?"unknown run $name; known: ${!RUNS[*]}"}
+  if [ -f "$OUT/$name.json" ]; then echo "skip $name (done)"; continue; fi
+  echo "run $name: mgdm bench gmm $args"
+  # shellcheck disable=SC2086
+  "$MGDM" bench gmm $args --quiet --json "$OUT/$name.partial.json" > "$OUT/$name.md"
+  mv "$OUT/$name.partial.json" "$OUT/$name.json"
+done
