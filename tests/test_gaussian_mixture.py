@@ -136,3 +136,17 @@ def test_bad_mixtures_are_rejected():
         prior.denoise(torch.zeros(3, 5), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="sigma_y"):
         prior.posterior(torch.ones(1, 2), torch.ones(1), 0.0)
+
+
+def test_isotropic_fast_path_matches_the_general_path():
+    schedule = gmm_benchmark()
+    means = torch.randn(6, 40, dtype=torch.float64) * 5
+    variances = torch.rand(6, dtype=torch.float64) + 0.5
+    fast = GaussianMixture(means, torch.rand(6), variances, schedule)
+    general = GaussianMixture(means, torch.rand(6), variances[:, None].expand(6, 40) * torch.ones(6, 40), schedule)
+    general.weights, general.log_weights = fast.weights, fast.log_weights
+    general.isotropic_variances = None  # force the [B, K, d] path
+    assert fast.isotropic_variances is not None
+    x = torch.randn(9, 40, dtype=torch.float64) * 4
+    t = torch.tensor([1, 5, 50, 200, 400, 600, 800, 950, 1000])
+    assert torch.allclose(fast.denoise(x, t), general.denoise(x, t), atol=1e-9)

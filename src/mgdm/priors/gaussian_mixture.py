@@ -101,6 +101,11 @@ class GaussianMixture(Denoiser):
         else:
             raise ValueError("covariances must be a scalar, [K], [K, d] or [K, d, d].")
         self.means = means
+        self.mean_sq_norms = (means**2).sum(-1)
+        isotropic = self.eigenvectors is None and bool(
+            (self.eigenvalues == self.eigenvalues[:, :1]).all()
+        )
+        self.isotropic_variances: Tensor | None = self.eigenvalues[:, 0].clone() if isotropic else None
         self.weights = weights / weights.sum()
         self.log_weights = torch.log(self.weights)
         self.schedule = schedule
@@ -168,9 +173,37 @@ class GaussianMixture(Denoiser):
         )
         return torch.logsumexp(self.log_weights.to(x.device)[None] + log_density, dim=-1)
 
+    def _isotropic_denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """Tweedie for isotropic components ``Sigma_i = lam_i I`` with matrix products only.
+
+        With ``gamma_i = a lam_i + 1 - a`` and ``k_i = sqrt(a) lam_i / gamma_i``:
+        ``log r_i = log w_i - ||x - sqrt(a) mu_i||^2 / (2 gamma_i) - d/2 log gamma_i + const``,
+        ``||x - sqrt(a) mu_i||^2 = ||x||^2 - 2 sqrt(a) x.mu_i + a ||mu_i||^2``, and
+        ``D_t(x) = sum_i r_i (1 - sqrt(a) k_i) mu_i + (sum_i r_i k_i) x``. Cost O(B K d) in BLAS,
+        no ``[B, K, d]`` intermediate.
+        """
+        assert self.isotropic_variances is not None
+        x = x_t.to(torch.float64)
+        device = x.device
+        abar = self.schedule.alpha_bar(t.to(device))[:, None]  # [B, 1]
+        root = torch.sqrt(abar)
+        lam = self.isotropic_variances.to(device)[None]  # [1, K]
+        means = self.means.to(device)
+        gamma = abar * lam + (1.0 - abar)  # [B, K]
+        sq_dist = (
+            (x**2).sum(-1, keepdim=True) - 2 * root * (x @ means.T) + abar * self.mean_sq_norms.to(device)[None]
+        ).clamp_min(0.0)
+        logits = self.log_weights.to(device)[None] - sq_dist / (2 * gamma) - 0.5 * self.dim * torch.log(gamma)
+        resp = torch.softmax(logits, dim=-1)
+        gain = root * lam / gamma  # k_i, [B, K]
+        x0 = (resp * (1.0 - root * gain)) @ means + (resp * gain).sum(-1, keepdim=True) * x
+        return x0.to(x_t.dtype)
+
     def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
         """Exact Tweedie ``E[x_0 | x_t]``, ``[B, d]`` in the input's dtype (differentiable)."""
         x_t = self._check(x_t)
+        if self.isotropic_variances is not None:
+            return self._isotropic_denoise(x_t, t)
         abar, centred, gamma, log_resp = self._noised(x_t, t)
         lam = self.eigenvalues.to(x_t.device)[None]
         shift = self._from_eigen(torch.sqrt(abar) * lam / gamma * centred)
