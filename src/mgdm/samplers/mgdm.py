@@ -136,7 +136,7 @@ PRESETS: dict[str, MGDMConfig] = {
     "default": MGDMConfig(
         index_rule="deterministic",
         lr_mode="bridge-std",
-        learning_rate=StepSchedule.constant(0.3),
+        learning_rate=StepSchedule.constant(1.0),
         denoising_steps=1,
     ),
 }
@@ -145,7 +145,7 @@ PRESETS: dict[str, MGDMConfig] = {
 * ``reference``: the official implementation's image defaults (mgdm-algorithm.md §5).
 * ``default``: scale-aware and problem-independent, chosen by measurement on the exact-posterior
   benchmark (docs/benchmarks.md): Adam steps proportional to the bridge std
-  (``lr = 0.3 s``), ``ell`` = the next grid time at every step, one-shot Tweedie denoising
+  (``lr = 1.0 s``), ``ell`` = the next grid time at every step, one-shot Tweedie denoising
   (M = 1: about a quarter of the reference's network calls).
 """
 
