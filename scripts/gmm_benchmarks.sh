@@ -11,15 +11,20 @@ mkdir -p "$OUT"
 
 declare -A RUNS=(
   [defaults-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers all"
-  [defaults-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-2 --samplers all"
   [reference-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --preset reference"
-  [reference-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-2 --samplers mgdm --preset reference"
   [sweeps-R1]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 1 --mgdm-label mgdm-R1"
   [sweeps-R2]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 2 --mgdm-label mgdm-R2"
   [sweeps-R4]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 4 --mgdm-label mgdm-R4"
-  [budget1000-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers all --budget 1000"
+  [budget1000-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm,pnpdm --budget 1000"
+  [budget508-d8]="--dim 8 --obs-dim 1 2 4 --seeds 0-9 --samplers all --budget 508"
+  [defaults-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers all"
+  [reference-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --preset reference"
 )
-ORDER=(defaults-d8-d80 reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 defaults-d800 reference-d800)
+# Two streams that together cover every run (one per core: `scripts/gmm_benchmarks.sh` with the
+# names of one stream in each of two shells).
+STREAM_A=(defaults-d8-d80 defaults-d800)
+STREAM_B=(reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 budget508-d8 reference-d800)
+ORDER=("${STREAM_A[@]}" "${STREAM_B[@]}")
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 
 for name in "${ORDER[@]}"; do

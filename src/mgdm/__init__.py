@@ -19,8 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MGDM",
-    "DenseOperator",
     "Denoiser",
+    "DenseOperator",
     "GaussianMixture",
     "GaussianNoise",
     "LinearOperator",

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from mgdm.bench.gmm import seed_block
 from mgdm.bench.gmm_problem import make_gmm_problem
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein

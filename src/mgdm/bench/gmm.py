@@ -30,7 +30,6 @@ from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.random import SampleNoise, derive_seed
 from mgdm.samplers.base import Sampler
 
-
 SamplerSpec = Sampler | Callable[[GMMProblem], Sampler]
 """A sampler, or a function building one for a given problem (problem-dependent settings)."""
 

@@ -6,7 +6,14 @@ import argparse
 import sys
 from dataclasses import replace
 
-from mgdm.bench.gmm import daps_for_gmm, parse_seeds, read_json, run_benchmark, summary_table, write_json
+from mgdm.bench.gmm import (
+    daps_for_gmm,
+    parse_seeds,
+    read_json,
+    run_benchmark,
+    summary_table,
+    write_json,
+)
 from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig, preset
 from mgdm.samplers.registry import parse_sampler_list, sampler_class
 from mgdm.samplers.step_schedule import StepSchedule
