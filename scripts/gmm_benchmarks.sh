@@ -19,12 +19,22 @@ declare -A RUNS=(
   [budget508-d8]="--dim 8 --obs-dim 1 2 4 --seeds 0-9 --samplers all --budget 508"
   [defaults-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers all"
   [reference-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --preset reference"
+  # Ablations of the default preset (d = 8, seeds 0-5): one option changed at a time.
+  [ablation-lr0.3]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --lr 0.3 --mgdm-label lr=0.3s"
+  [ablation-lr2]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --lr 2 --mgdm-label lr=2s"
+  [ablation-closed-form]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --kl closed-form --mgdm-label closed-form-KL"
+  [ablation-G10]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -G 10 --mgdm-label G=10"
+  [ablation-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -R 4 --mgdm-label R=4"
+  [ablation-M20]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -M 20 --mgdm-label M=20"
+  [ablation-mix]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes --mgdm-label mix-per-sample"
+  [ablation-mix-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes -R 4 --mgdm-label mix-per-sample-R=4"
 )
-# Two streams that together cover every run (one per core: `scripts/gmm_benchmarks.sh` with the
-# names of one stream in each of two shells).
+# Three streams that together cover every run (to use several cores, run
+# `scripts/gmm_benchmarks.sh NAMES...` with the names of one stream in each of several shells).
 STREAM_A=(defaults-d8-d80 defaults-d800)
 STREAM_B=(reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 budget508-d8 reference-d800)
-ORDER=("${STREAM_A[@]}" "${STREAM_B[@]}")
+STREAM_C=(ablation-lr0.3 ablation-lr2 ablation-closed-form ablation-G10 ablation-M20 ablation-mix ablation-R4 ablation-mix-R4)
+ORDER=("${STREAM_A[@]}" "${STREAM_B[@]}" "${STREAM_C[@]}")
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 
 for name in "${ORDER[@]}"; do

@@ -73,3 +73,20 @@ def test_gmm_table_reads_saved_rows(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert main(["bench", "gmm-table", str(bad)]) == 2
+
+
+def test_pivot_table_has_one_line_per_sampler():
+    from mgdm.bench.gmm import GMMRow, pivot_table
+
+    rows = [
+        GMMRow(name, 8, m, seed, sw, 0.1, 9.0, 98, 410, 1.0, 100)
+        for name, base in (("a", 1.0), ("b", 2.0))
+        for m in (1, 2)
+        for seed, sw in ((0, base), (1, base + 0.5))
+    ]
+    table = pivot_table(rows)
+    lines = table.splitlines()
+    assert lines[0].startswith("| sampler | d=8, d_y=1 | d=8, d_y=2 |")
+    assert lines[2].startswith("| a | **1.25 ± 0.49** | **1.25 ± 0.49** |")
+    assert lines[3].startswith("| b | 2.25 ± 0.49 |")
+    assert "| *exact-vs-exact floor* | 0.10 | 0.10 |" in table

@@ -221,3 +221,49 @@ def summary_table(rows: Sequence[GMMRow]) -> str:
             f"{prior:.2f} | {fwd:.0f} | {bwd:.0f} | {sps:.2e} |"
         )
     return "\n".join(lines)
+
+
+def pivot_table(rows: Sequence[GMMRow]) -> str:
+    """A Markdown table with one line per sampler and one column per ``(dim, obs_dim)``: SW mean
+    ± 95 % CI over seeds (the best mean of a column in bold), then the mean network calls and
+    seconds per sample; the exact-vs-exact floor and the prior's SW close the table."""
+    problems = sorted({(r.dim, r.obs_dim) for r in rows})
+    samplers = list(dict.fromkeys(r.sampler for r in rows))
+    cells: dict[tuple[str, int, int], list[GMMRow]] = {}
+    for row in rows:
+        cells.setdefault((row.sampler, row.dim, row.obs_dim), []).append(row)
+    best = {
+        p: min(
+            (_mean_ci([r.sw for r in cells[(name, *p)]])[0] for name in samplers if (name, *p) in cells),
+            default=math.nan,
+        )
+        for p in problems
+    }
+    header = "| sampler | " + " | ".join(f"d={d}, d_y={m}" for d, m in problems) + " | NFE fwd | NFE fwd+bwd | s / sample |"
+    lines = [header, "|:---|" + "---:|" * (len(problems) + 3)]
+    for name in samplers:
+        texts, group_rows = [], []
+        for p in problems:
+            group = cells.get((name, *p), [])
+            group_rows.extend(group)
+            if not group:
+                texts.append("–")
+                continue
+            mean, ci = _mean_ci([r.sw for r in group])
+            text = f"{mean:.2f}" + ("" if math.isnan(ci) else f" ± {ci:.2f}")
+            texts.append(f"**{text}**" if mean == best[p] else text)
+        fwd = sum(r.nfe_forward for r in group_rows) / len(group_rows)
+        bwd = sum(r.nfe_backward for r in group_rows) / len(group_rows)
+        sps = sum(r.seconds / r.n_samples for r in group_rows) / len(group_rows)
+        lines.append(f"| {name} | " + " | ".join(texts) + f" | {fwd:.0f} | {bwd:.0f} | {sps:.1e} |")
+    for label, field in (("exact-vs-exact floor", "sw_floor"), ("prior samples", "sw_prior")):
+        values = []
+        for p in problems:
+            refs = {(r.seed, getattr(r, field)) for r in rows if (r.dim, r.obs_dim) == p}
+            values.append(f"{sum(v for _, v in refs) / len(refs):.2f}")
+        lines.append(f"| *{label}* | " + " | ".join(values) + " | | | |")
+    seeds = sorted({r.seed for r in rows})
+    n = sorted({r.n_samples for r in rows})
+    lines.append("")
+    lines.append(f"Seeds {seeds[0]}–{seeds[-1]} ({len(seeds)} max per cell), {', '.join(map(str, n))} samples per run.")
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ from dataclasses import replace
 from mgdm.bench.gmm import (
     daps_for_gmm,
     parse_seeds,
+    pivot_table,
     read_json,
     run_benchmark,
     summary_table,
@@ -95,6 +96,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "Markdown table the benchmark prints (SW mean ± 95%% CI over seeds, per dim, obs_dim, sampler).",
     )
     table.add_argument("files", nargs="+", help="JSON files from `mgdm bench gmm --json`")
+    table.add_argument(
+        "--pivot", action="store_true", help="one line per sampler, one column per (dim, obs_dim)"
+    )
     table.set_defaults(func=print_table)
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
 
@@ -105,7 +109,7 @@ def print_table(args: argparse.Namespace) -> int:
         rows.extend(read_json(path))
     if not rows:
         raise ValueError("the files hold no rows.")
-    sys.stdout.write(summary_table(rows) + "\n")
+    sys.stdout.write((pivot_table(rows) if args.pivot else summary_table(rows)) + "\n")
     return 0
 
 
