@@ -35,6 +35,7 @@ def add_mgdm_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threshold", type=int, help="outer step from which mix uses ell = p")
     group.add_argument("--per-sample-index", choices=["yes", "no"], help="draw ell per sample")
     group.add_argument("--eta", type=float, help="DDIM eta of the chain and the initialisation")
+    group.add_argument("--likelihood", choices=["plain", "covariance-corrected"], help="potential of the fit")
     group.add_argument(
         "--mgdm-label",
         help="name of the MGDM rows in tables and JSON (default: 'mgdm', or 'mgdm-PRESET' for a "
@@ -54,6 +55,7 @@ def mgdm_config_from_args(args: argparse.Namespace) -> MGDMConfig:
         "index_rule": "index_rule",
         "threshold": "threshold",
         "eta": "eta",
+        "likelihood": "likelihood",
     }
     for arg, name in simple.items():
         value = getattr(args, arg, None)

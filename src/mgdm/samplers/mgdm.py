@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from mgdm.diffusion.bridge import bridge_coefficients
 from mgdm.diffusion.conversions import per_sample
 from mgdm.diffusion.schedules import timestep_grid
+from mgdm.likelihood import LIKELIHOODS, check_covariance_correction, covariance_corrected_log_likelihood
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers.base import CountingDenoiser, Sampler
@@ -68,6 +69,9 @@ class MGDMConfig:
         index_seed: seed of the shared ``ell`` sequence.
         denoiser_posterior: ``ddim`` (reference chain) or ``exact`` (exact ``p_{0|ell}`` draws, for
             priors that offer them: isolates the chain's error).
+        likelihood: the potential of the fit, ``plain`` (reference: ``g(D_ell(x))``) or
+            ``covariance-corrected`` (``N(y; A D_ell(x), sigma_y^2 I + (1 - abar_ell) A A^T)``, see
+            :mod:`mgdm.likelihood`; needs an SVD and Gaussian noise).
     """
 
     num_steps: int = 100
@@ -85,6 +89,7 @@ class MGDMConfig:
     per_sample_index: bool = False
     index_seed: int = 0
     denoiser_posterior: Literal["ddim", "exact"] = "ddim"
+    likelihood: Literal["plain", "covariance-corrected"] = "plain"
 
     def __post_init__(self) -> None:
         def fail(name: str, accepted: str) -> None:
@@ -114,6 +119,8 @@ class MGDMConfig:
             fail("mc_samples", "an integer S >= 1")
         if self.denoiser_posterior not in ("ddim", "exact"):
             fail("denoiser_posterior", "ddim, exact")
+        if self.likelihood not in LIKELIHOODS:
+            fail("likelihood", ", ".join(LIKELIHOODS))
         for i in range(self.num_steps - 3):
             g = self.gradient_steps(i, self.num_steps)
             if g < 0 or g != int(g):
@@ -178,6 +185,8 @@ class MGDM(Sampler[MGDMConfig]):
     config_class: ClassVar[type] = MGDMConfig
 
     def check_compatible(self, prior, problem: Problem) -> None:
+        if self.config.likelihood == "covariance-corrected":
+            check_covariance_correction(problem)
         if self.config.denoiser_posterior == "exact" and not hasattr(prior, "sample_denoising_posterior"):
             raise ValueError(
                 f"denoiser_posterior='exact' needs a prior with exact p(x_0 | x_t) draws; "
@@ -270,7 +279,7 @@ class MGDM(Sampler[MGDMConfig]):
                 xi = noise.randn(*mean.shape[1:], dtype=mean.dtype)
                 z = (mu + torch.exp(rho) * xi).detach().requires_grad_(True)
                 with torch.enable_grad():
-                    log_g = problem.log_likelihood(prior.denoise(z, ell))
+                    log_g = self.potential(problem, prior.denoise(z, ell), ell, prior)
                     (grad_log_g,) = torch.autograd.grad(log_g.sum(), z)
                 g_mu, g_rho = variational_gradients(mu, rho, xi, -grad_log_g, mean, s, cfg.kl)
                 grad_mu += g_mu
@@ -278,6 +287,13 @@ class MGDM(Sampler[MGDMConfig]):
             mu = adam_mu.step(mu, grad_mu / cfg.mc_samples, step_size)
             rho = adam_rho.step(rho, grad_rho / cfg.mc_samples, step_size)
         return mu + torch.exp(rho) * noise.randn(*mean.shape[1:], dtype=mean.dtype)
+
+    def potential(self, problem: Problem, x0_hat: Tensor, ell: Tensor, prior: CountingDenoiser) -> Tensor:
+        """``log g_ell`` approximated at the denoised estimate (see ``likelihood``); ``[B]``."""
+        if self.config.likelihood == "plain":
+            return problem.log_likelihood(x0_hat)
+        extra_variance = 1.0 - prior.schedule.alpha_bar(ell)
+        return covariance_corrected_log_likelihood(problem, x0_hat, extra_variance)
 
     def denoise_chain(self, prior: CountingDenoiser, x_ell: Tensor, ell: Tensor, noise: SampleNoise) -> Tensor:
         """Draw ``x_0 | x_ell`` with an ``n = min(M, ell + 1)``-point DDIM(eta) chain ``ell -> 0``.
