@@ -27,13 +27,15 @@ declare -A RUNS=(
   [ablation-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -R 4 --mgdm-label R=4"
   [ablation-M20]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -M 20 --mgdm-label M=20"
   [ablation-mix]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes --mgdm-label mix-per-sample"
+  [ablation-cc]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --likelihood covariance-corrected --mgdm-label covariance-corrected"
+  [ablation-cc-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --likelihood covariance-corrected -R 4 --mgdm-label covariance-corrected-R=4"
   [ablation-mix-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes -R 4 --mgdm-label mix-per-sample-R=4"
 )
 # Three streams that together cover every run (to use several cores, run
 # `scripts/gmm_benchmarks.sh NAMES...` with the names of one stream in each of several shells).
 STREAM_A=(defaults-d8-d80 defaults-d800)
 STREAM_B=(reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 budget508-d8 reference-d800)
-STREAM_C=(ablation-lr0.3 ablation-lr2 ablation-closed-form ablation-G10 ablation-M20 ablation-mix ablation-R4 ablation-mix-R4)
+STREAM_C=(ablation-lr0.3 ablation-lr2 ablation-closed-form ablation-G10 ablation-M20 ablation-mix ablation-R4 ablation-mix-R4 ablation-cc ablation-cc-R4)
 ORDER=("${STREAM_A[@]}" "${STREAM_B[@]}" "${STREAM_C[@]}")
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 
