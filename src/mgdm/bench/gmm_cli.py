@@ -101,6 +101,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     table.add_argument(
         "--pivot", action="store_true", help="one line per sampler, one column per (dim, obs_dim)"
     )
+    table.add_argument("--only-samplers", help="keep the rows of these samplers (comma list of labels)")
+    table.add_argument("--only-dims", type=int, nargs="+", help="keep the rows of these dimensions")
+    table.add_argument("--only-seeds", help="keep the rows of these seeds, e.g. 0-5")
     table.set_defaults(func=print_table)
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
 
@@ -109,8 +112,16 @@ def print_table(args: argparse.Namespace) -> int:
     rows = []
     for path in args.files:
         rows.extend(read_json(path))
+    if args.only_samplers:
+        keep = {name.strip() for name in args.only_samplers.split(",")}
+        rows = [r for r in rows if r.sampler in keep]
+    if args.only_dims:
+        rows = [r for r in rows if r.dim in args.only_dims]
+    if args.only_seeds:
+        seeds = set(parse_seeds(args.only_seeds))
+        rows = [r for r in rows if r.seed in seeds]
     if not rows:
-        raise ValueError("the files hold no rows.")
+        raise ValueError("no rows to show (the files are empty or the filters keep nothing).")
     sys.stdout.write((pivot_table(rows) if args.pivot else summary_table(rows)) + "\n")
     return 0
 
