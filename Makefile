@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PIP_INSTALL)
+	# Fashion-MNIST data (Debian package); skipped without apt-get or root.
+	-command -v apt-get >/dev/null && (dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) || true
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -64,16 +64,28 @@ def _prepend_one(abar_steps: Tensor, name: str) -> Schedule:
     return Schedule(torch.cat([torch.ones(1, dtype=torch.float64), abar_steps]), name=name)
 
 
-def ddpm_linear(beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
-    """The DDPM linear-beta schedule, as the MGDM reference builds it.
+def schedule_from_betas(betas: Tensor, name: str = "ddpm") -> Schedule:
+    """Our schedule from DDPM betas ``[1000]``: ``abar[k] = abar_DDPM[k - 1]``, ``abar[0] = 1``.
 
-    ``beta = linspace(beta_start, beta_end, 1000)``, ``abar_DDPM = cumprod(1 - beta)`` clipped to
-    ``[1e-6, 1]``, and ``abar[k] = abar_DDPM[k - 1]`` (1.0 prepended): the network is called with
-    the raw integer ``k`` (one DDPM step of offset, see mgdm-algorithm.md §1).
+    ``abar_DDPM = cumprod(1 - betas)`` clipped to ``[1e-6, 1]``, then 1.0 prepended: the network
+    is called with the raw integer ``k`` (one DDPM step of offset, see mgdm-algorithm.md §1).
     """
-    betas = torch.linspace(beta_start, beta_end, NUM_TIMESTEPS, dtype=torch.float64)
+    betas = torch.as_tensor(betas, dtype=torch.float64).reshape(-1)
+    if betas.numel() != NUM_TIMESTEPS:
+        raise ValueError(
+            f"our time scale has {NUM_TIMESTEPS} diffusion steps; this schedule has {betas.numel()}."
+        )
+    if bool(((betas <= 0) | (betas >= 1)).any()):
+        raise ValueError("betas must lie in (0, 1).")
     abar = torch.cumprod(1.0 - betas, dim=0).clamp(1e-6, 1.0)
-    return _prepend_one(abar, "ddpm-linear")
+    return _prepend_one(abar, name)
+
+
+def ddpm_linear(beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
+    """The DDPM linear-beta schedule, as the MGDM reference builds it:
+    ``beta = linspace(beta_start, beta_end, 1000)`` through :func:`schedule_from_betas`."""
+    betas = torch.linspace(beta_start, beta_end, NUM_TIMESTEPS, dtype=torch.float64)
+    return schedule_from_betas(betas, "ddpm-linear")
 
 
 def gmm_benchmark() -> Schedule:

@@ -1,6 +1,48 @@
-"""Priors: the denoiser interface and exact priors."""
+"""Priors: the denoiser interface, exact priors, and neural priors from local checkpoints."""
 
+from mgdm.diffusion.schedules import schedule_from_betas
+from mgdm.priors.adm import (
+    FFHQ_256,
+    IMAGENET_256_UNCOND,
+    ADMConfig,
+    ADMUNet,
+    load_adm_prior,
+    load_adm_unet,
+)
 from mgdm.priors.base import Denoiser, as_time_vector
+from mgdm.priors.diffusers_loader import (
+    load_diffusers_prior,
+    load_diffusers_unet,
+    schedule_from_scheduler_config,
+)
 from mgdm.priors.gaussian_mixture import GaussianMixture, GaussianMixturePosterior
+from mgdm.priors.kernel_density import KernelDensityPosterior, KernelDensityPrior
+from mgdm.priors.neural import (
+    EpsilonNetworkPrior,
+    ddpm_betas,
+    load_state_dict_checked,
+    read_state_dict,
+)
 
-__all__ = ["Denoiser", "GaussianMixture", "GaussianMixturePosterior", "as_time_vector"]
+__all__ = [
+    "FFHQ_256",
+    "IMAGENET_256_UNCOND",
+    "ADMConfig",
+    "ADMUNet",
+    "Denoiser",
+    "EpsilonNetworkPrior",
+    "GaussianMixture",
+    "GaussianMixturePosterior",
+    "KernelDensityPosterior",
+    "KernelDensityPrior",
+    "as_time_vector",
+    "ddpm_betas",
+    "load_adm_prior",
+    "load_adm_unet",
+    "load_diffusers_prior",
+    "load_diffusers_unet",
+    "load_state_dict_checked",
+    "read_state_dict",
+    "schedule_from_betas",
+    "schedule_from_scheduler_config",
+]

@@ -173,30 +173,43 @@ class GaussianMixture(Denoiser):
         )
         return torch.logsumexp(self.log_weights.to(x.device)[None] + log_density, dim=-1)
 
-    def _isotropic_denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
-        """Tweedie for isotropic components ``Sigma_i = lam_i I`` with matrix products only.
+    def _isotropic_logits(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Responsibility logits for isotropic components ``Sigma_i = lam_i I``, by matrix products.
 
-        With ``gamma_i = a lam_i + 1 - a`` and ``k_i = sqrt(a) lam_i / gamma_i``:
-        ``log r_i = log w_i - ||x - sqrt(a) mu_i||^2 / (2 gamma_i) - d/2 log gamma_i + const``,
-        ``||x - sqrt(a) mu_i||^2 = ||x||^2 - 2 sqrt(a) x.mu_i + a ||mu_i||^2``, and
-        ``D_t(x) = sum_i r_i (1 - sqrt(a) k_i) mu_i + (sum_i r_i k_i) x``. Cost O(B K d) in BLAS,
-        no ``[B, K, d]`` intermediate.
+        For float64 ``x`` ``[B, d]`` at times ``t`` ``[B]``, with ``a = abar_t`` and
+        ``gamma_i = a lam_i + 1 - a``:
+        ``logit_i = log w_i - ||x - sqrt(a) mu_i||^2 / (2 gamma_i) - d/2 log gamma_i``, i.e.
+        ``log(w_i N(x; sqrt(a) mu_i, gamma_i I)) + d/2 log(2 pi)``, where
+        ``||x - sqrt(a) mu_i||^2 = ||x||^2 - 2 sqrt(a) x.mu_i + a ||mu_i||^2``. Cost O(B K d) in
+        BLAS, no ``[B, K, d]`` intermediate. Returns ``(abar [B, 1], gamma [B, K], logits [B, K])``.
         """
         assert self.isotropic_variances is not None
-        x = x_t.to(torch.float64)
         device = x.device
         abar = self.schedule.alpha_bar(t.to(device))[:, None]  # [B, 1]
         root = torch.sqrt(abar)
         lam = self.isotropic_variances.to(device)[None]  # [1, K]
-        means = self.means.to(device)
         gamma = abar * lam + (1.0 - abar)  # [B, K]
         sq_dist = (
-            (x**2).sum(-1, keepdim=True) - 2 * root * (x @ means.T) + abar * self.mean_sq_norms.to(device)[None]
+            (x**2).sum(-1, keepdim=True) - 2 * root * (x @ self.means.to(device).T) + abar * self.mean_sq_norms.to(device)[None]
         ).clamp_min(0.0)
         logits = self.log_weights.to(device)[None] - sq_dist / (2 * gamma) - 0.5 * self.dim * torch.log(gamma)
+        return abar, gamma, logits
+
+    def _isotropic_denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """Tweedie for isotropic components ``Sigma_i = lam_i I`` with matrix products only.
+
+        With the responsibilities ``r_i = softmax_i(logit_i)`` of :meth:`_isotropic_logits` and
+        ``k_i = sqrt(a) lam_i / gamma_i``: ``D_t(x) = sum_i r_i (1 - sqrt(a) k_i) mu_i +
+        (sum_i r_i k_i) x``. Cost O(B K d) in BLAS, no ``[B, K, d]`` intermediate.
+        """
+        assert self.isotropic_variances is not None
+        x = x_t.to(torch.float64)
+        abar, gamma, logits = self._isotropic_logits(x, t)
+        root = torch.sqrt(abar)
+        lam = self.isotropic_variances.to(x.device)[None]  # [1, K]
         resp = torch.softmax(logits, dim=-1)
         gain = root * lam / gamma  # k_i, [B, K]
-        x0 = (resp * (1.0 - root * gain)) @ means + (resp * gain).sum(-1, keepdim=True) * x
+        x0 = (resp * (1.0 - root * gain)) @ self.means.to(x.device) + (resp * gain).sum(-1, keepdim=True) * x
         return x0.to(x_t.dtype)
 
     def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:

@@ -28,7 +28,11 @@ from tqdm.auto import tqdm
 from mgdm.diffusion.bridge import bridge_coefficients
 from mgdm.diffusion.conversions import per_sample
 from mgdm.diffusion.schedules import timestep_grid
-from mgdm.likelihood import LIKELIHOODS, check_covariance_correction, covariance_corrected_log_likelihood
+from mgdm.likelihood import (
+    LIKELIHOODS,
+    check_covariance_correction,
+    covariance_corrected_log_likelihood,
+)
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers.base import CountingDenoiser, Sampler
