@@ -9,21 +9,11 @@ import torch
 
 from mgdm.cli import main
 from mgdm.operators import Inpainting
+from mgdm.samplers._common import TASK_NAMES
 from mgdm.tasks import TASKS, make_task, scaled_kernel_size
 from mgdm.tasks.figures import synthetic_image
 
-PAPER_TASKS = [
-    "sr4",
-    "sr16",
-    "box_inpainting",
-    "half_mask",
-    "gaussian_blur",
-    "motion_blur",
-    "jpeg",
-    "phase_retrieval",
-    "nonlinear_blur",
-    "hdr",
-]
+PAPER_TASKS = list(TASK_NAMES)  # the keys of every sampler's per-task presets
 
 OBSERVATION_SHAPES = {
     (1, 32, 32): {
