@@ -17,7 +17,8 @@ declare -A RUNS=(
   [sweeps-R4]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 4 --mgdm-label mgdm-R4"
   [budget1000-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm,pnpdm --budget 1000"
   [budget508-d8]="--dim 8 --obs-dim 1 2 4 --seeds 0-9 --samplers all --budget 508"
-  [defaults-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers all"
+  [defaults-d800-s0]="--dim 800 --obs-dim 1 2 4 --seeds 0 --samplers all"
+  [defaults-d800-s1]="--dim 800 --obs-dim 1 2 4 --seeds 1 --samplers all"
   [reference-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --preset reference"
   # Ablations of the default preset (d = 8, seeds 0-5): one option changed at a time.
   [ablation-lr0.3]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --lr 0.3 --mgdm-label lr=0.3s"
@@ -33,8 +34,8 @@ declare -A RUNS=(
 )
 # Three streams that together cover every run (to use several cores, run
 # `scripts/gmm_benchmarks.sh NAMES...` with the names of one stream in each of several shells).
-STREAM_A=(defaults-d8-d80 defaults-d800)
-STREAM_B=(reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 budget508-d8 reference-d800)
+STREAM_A=(defaults-d8-d80 defaults-d800-s0)
+STREAM_B=(reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 budget508-d8 reference-d800 defaults-d800-s1)
 STREAM_C=(ablation-lr0.3 ablation-lr2 ablation-closed-form ablation-G10 ablation-M20 ablation-mix ablation-R4 ablation-mix-R4 ablation-cc ablation-cc-R4)
 ORDER=("${STREAM_A[@]}" "${STREAM_B[@]}" "${STREAM_C[@]}")
 if [ $# -gt 0 ]; then ORDER=("$@"); fi

@@ -102,7 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--pivot", action="store_true", help="one line per sampler, one column per (dim, obs_dim)"
     )
     table.add_argument("--only-samplers", help="keep the rows of these samplers (comma list of labels)")
-    table.add_argument("--only-dims", type=int, nargs="+", help="keep the rows of these dimensions")
+    table.add_argument("--only-dims", help="keep the rows of these dimensions (comma list)")
     table.add_argument("--only-seeds", help="keep the rows of these seeds, e.g. 0-5")
     table.set_defaults(func=print_table)
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
@@ -116,7 +116,11 @@ def print_table(args: argparse.Namespace) -> int:
         keep = {name.strip() for name in args.only_samplers.split(",")}
         rows = [r for r in rows if r.sampler in keep]
     if args.only_dims:
-        rows = [r for r in rows if r.dim in args.only_dims]
+        try:
+            dims = {int(d) for d in args.only_dims.split(",")}
+        except ValueError:
+            raise ValueError(f"--only-dims takes a comma list of integers; got {args.only_dims!r}.") from None
+        rows = [r for r in rows if r.dim in dims]
     if args.only_seeds:
         seeds = set(parse_seeds(args.only_seeds))
         rows = [r for r in rows if r.seed in seeds]
