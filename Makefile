@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # torch is pinned in the same pip command as everything else (see docs/environment notes in README).
 PIP_INSTALL := $(PY) -m pip install --quiet torch==2.13.0 -e '.[test]'
 
-.PHONY: demo test install bench-gmm clean
+.PHONY: demo test install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
