@@ -18,7 +18,7 @@ Tensor shapes: a batch ``x`` is ``[B, *sample_shape]``; times and per-sample sca
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 import torch
@@ -168,10 +168,6 @@ def preset(name: str, **overrides: object) -> MGDMConfig:
     return replace(PRESETS[name], **overrides)
 
 
-def config_fields() -> list[str]:
-    return [f.name for f in fields(MGDMConfig)]
-
-
 @dataclass
 class _State:
     """Mutable state of the Gibbs sampler for one batch."""
@@ -179,7 +175,7 @@ class _State:
     x_t: Tensor
     x_0: Tensor
     noise: SampleNoise
-    index_noise: SampleNoise | None = field(default=None)
+    index_noise: SampleNoise | None = None
 
 
 class MGDM(Sampler[MGDMConfig]):
