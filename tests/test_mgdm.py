@@ -194,3 +194,25 @@ def test_with_budget_scales_the_grid_to_the_requested_calls():
     assert abs(cost.nfe_total - 300) <= 4
     with pytest.raises(ValueError, match="below MGDM's minimum"):
         MGDM(preset("default")).with_budget(10)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_index_rules_follow_the_reference_table(per_sample):
+    from mgdm.samplers.mgdm import _State
+
+    def draws(rule, i, p, n=400):
+        sampler = MGDM(MGDMConfig(index_rule=rule, per_sample_index=per_sample))
+        state = _State(torch.zeros(n, 2), torch.zeros(n, 2), SampleNoise(range(n)), SampleNoise([0]))
+        return torch.cat([sampler.draw_index(i, p, state) for _ in range(5)])
+
+    uniform = draws("uniform", 80, 272)
+    assert uniform.min() >= 10 and uniform.max() <= 271 and len(torch.unique(uniform)) > 1
+    assert bool((draws("mix", 69, 300) < 300).all()) and bool((draws("mix", 70, 272) == 272).all())
+    assert bool((draws("deterministic", 3, 500) == 500).all())
+    assert bool((draws("mix-det", 10, 400) == 300).all()) and bool((draws("mix-det", 80, 40) == 40).all())
+    assert bool((draws("midpoint", 10, 400) == 204).all())
+    zero = draws("zero", 10, 400)
+    assert zero.min() >= 1 and zero.max() <= 79
+    shared = draws("uniform", 80, 272, n=6)
+    if not per_sample:  # one ell for the whole batch
+        assert bool((shared.reshape(5, 6) == shared.reshape(5, 6)[:, :1]).all())
