@@ -216,3 +216,10 @@ def test_index_rules_follow_the_reference_table(per_sample):
     shared = draws("uniform", 80, 272, n=6)
     if not per_sample:  # one ell for the whole batch
         assert bool((shared.reshape(5, 6) == shared.reshape(5, 6)[:, :1]).all())
+
+
+def test_dense_grid_preset_is_the_benchmarked_configuration():
+    config = preset("dense-grid")
+    assert config.num_steps == 300 and config.gradient_steps == StepSchedule.parse("1,-10:=20")
+    assert replace(config, num_steps=100, gradient_steps=preset("default").gradient_steps) == preset("default")
+    assert network_calls(config, [1] * 0)[1] == 430
