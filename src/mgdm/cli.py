@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mgdm.bench.gmm_cli",
     "mgdm.demo",
     "mgdm.tasks.cli",
+    "mgdm.train.cli",
 )
 """Modules that contribute sub-commands (a missing optional module is skipped)."""
 
