@@ -144,7 +144,8 @@ class GaussianMixture(Denoiser):
         """Shared quantities at time t for x_t ``[B, d]``.
 
         Returns ``(abar [B,1,1], centred eigen-coordinates [B,K,d], Gamma eigenvalues [B,K,d],
-        log responsibilities [B,K])``.
+        component log-terms log w_i + log N(x; sqrt(abar) mu_i, Gamma_i) [B,K])``: their
+        log-softmax is the log responsibilities, their logsumexp ``log p_t(x_t)``.
         """
         x = x_t.to(torch.float64)
         device = x.device
@@ -156,22 +157,15 @@ class GaussianMixture(Denoiser):
         log_density = -0.5 * (
             (centred**2 / gamma).sum(-1) + torch.log(gamma).sum(-1) + self.dim * _LOG_2PI
         )
-        log_resp = torch.log_softmax(self.log_weights.to(device)[None] + log_density, dim=-1)
-        return abar, centred, gamma, log_resp
+        return abar, centred, gamma, self.log_weights.to(device)[None] + log_density
 
     # ---------------------------------------------------------------- diffusion quantities
     def log_prob(self, x_t: Tensor, t: Tensor | int) -> Tensor:
         """``log p_t(x_t)`` of the noised marginal, float64 ``[B]``."""
         x_t = self._check(x_t)
         t = as_time_vector(t, x_t.shape[0], x_t.device)
-        x = x_t.to(torch.float64)
-        abar = self.schedule.alpha_bar(t.to(x.device))[:, None, None]
-        centred = self._to_eigen(x[:, None, :] - torch.sqrt(abar) * self.means.to(x.device)[None])
-        gamma = abar * self.eigenvalues.to(x.device)[None] + (1.0 - abar)
-        log_density = -0.5 * (
-            (centred**2 / gamma).sum(-1) + torch.log(gamma).sum(-1) + self.dim * _LOG_2PI
-        )
-        return torch.logsumexp(self.log_weights.to(x.device)[None] + log_density, dim=-1)
+        log_terms = self._noised(x_t, t)[3]
+        return torch.logsumexp(log_terms, dim=-1)
 
     def _isotropic_logits(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Responsibility logits for isotropic components ``Sigma_i = lam_i I``, by matrix products.
@@ -217,11 +211,11 @@ class GaussianMixture(Denoiser):
         x_t = self._check(x_t)
         if self.isotropic_variances is not None:
             return self._isotropic_denoise(x_t, t)
-        abar, centred, gamma, log_resp = self._noised(x_t, t)
+        abar, centred, gamma, log_terms = self._noised(x_t, t)
         lam = self.eigenvalues.to(x_t.device)[None]
         shift = self._from_eigen(torch.sqrt(abar) * lam / gamma * centred)
         component_means = self.means.to(x_t.device)[None] + shift
-        x0 = (torch.exp(log_resp)[..., None] * component_means).sum(1)
+        x0 = (torch.softmax(log_terms, dim=-1)[..., None] * component_means).sum(1)
         return x0.to(x_t.dtype)
 
     def score(self, x_t: Tensor, t: Tensor | int) -> Tensor:
@@ -233,9 +227,9 @@ class GaussianMixture(Denoiser):
     def sample_denoising_posterior(self, x_t: Tensor, t: Tensor, noise: SampleNoise) -> Tensor:
         """An exact draw of ``p_{0|t}(x_0 | x_t)`` per sample; ``[B, d]``."""
         x_t = self._check(x_t)
-        abar, centred, gamma, log_resp = self._noised(x_t, t)
+        abar, centred, gamma, log_terms = self._noised(x_t, t)
         lam = self.eigenvalues.to(x_t.device)[None]
-        component = _categorical(log_resp, noise)
+        component = _categorical(log_terms, noise)
         b = torch.arange(x_t.shape[0], device=x_t.device)
         mean_eigen = (torch.sqrt(abar) * lam / gamma * centred)[b, component]
         var_eigen = (lam * (1.0 - abar) / gamma)[b, component]
