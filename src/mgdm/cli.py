@@ -18,6 +18,7 @@ import torch
 COMMAND_MODULES: tuple[str, ...] = (
     "mgdm.bench.gmm_cli",
     "mgdm.demo",
+    "mgdm.restore_cli",
     "mgdm.tasks.cli",
     "mgdm.train.cli",
 )

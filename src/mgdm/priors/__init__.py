@@ -10,6 +10,7 @@ from mgdm.priors.adm import (
     load_adm_unet,
 )
 from mgdm.priors.base import Denoiser, as_time_vector
+from mgdm.priors.catalog import SHIPPED_PRIORS, load_prior
 from mgdm.priors.diffusers_loader import (
     load_diffusers_prior,
     load_diffusers_unet,
@@ -35,12 +36,14 @@ __all__ = [
     "GaussianMixturePosterior",
     "KernelDensityPosterior",
     "KernelDensityPrior",
+    "SHIPPED_PRIORS",
     "as_time_vector",
     "ddpm_betas",
     "load_adm_prior",
     "load_adm_unet",
     "load_diffusers_prior",
     "load_diffusers_unet",
+    "load_prior",
     "load_state_dict_checked",
     "read_state_dict",
     "schedule_from_betas",

@@ -7,6 +7,7 @@ use, so that importing :mod:`mgdm` stays cheap and each algorithm lives in its o
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from mgdm.samplers.base import Sampler
 
@@ -57,3 +58,25 @@ def parse_sampler_list(text: str) -> list[str]:
         if name not in BUILTIN_SAMPLERS and name not in _EXTRA:
             raise ValueError(f"unknown sampler {name!r}; accepted: all, {', '.join(sampler_names())}.")
     return names
+
+
+def build_sampler(
+    name: str, task: str | None = None, preset: str | None = None, **overrides: Any
+) -> Sampler:
+    """A ready sampler: ``name``'s configuration for ``task``, then ``overrides``.
+
+    * A sampler module with named presets (MGDM: ``preset(name)``) starts from ``preset``
+      (default ``"default"``); giving ``preset`` to a sampler without presets is a ``ValueError``.
+    * Otherwise a module's ``TASK_DEFAULTS[task]`` (the Reference's per-task values) is used when
+      ``task`` is one of its keys; other tasks get the configuration's defaults.
+    """
+    cls = sampler_class(name)
+    module = importlib.import_module(cls.__module__)
+    make_preset = getattr(module, "preset", None)
+    if make_preset is not None:
+        return cls(make_preset(preset or "default", **overrides))
+    if preset is not None:
+        raise ValueError(f"sampler {name!r} has no named presets; drop the preset {preset!r}.")
+    task_defaults = getattr(module, "TASK_DEFAULTS", {})
+    defaults = task_defaults.get(task, {}) if task is not None else {}
+    return cls(cls.config_class(**{**defaults, **overrides}))

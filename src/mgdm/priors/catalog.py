@@ -1,0 +1,80 @@
+"""Priors by name or path, for the command line and the Python API.
+
+``load_prior(spec)`` accepts:
+
+* ``"fashion-mnist"``: the shipped epsilon-prediction DDPM on 32 x 32 Fashion-MNIST
+  (``mgdm/assets/fashion-mnist-ddpm``, see its ``MODEL_CARD.md``);
+* ``"fashion-mnist-kde"``: the exact kernel-density prior on the first 1,000 Fashion-MNIST
+  training images with bandwidth 0.1 (needs the Debian data package; exact posteriors);
+* a path to a diffusers folder (a pipeline folder with ``unet/`` and ``scheduler/``, or a UNet
+  folder with ``config.json``);
+* ``"adm-ffhq256:PATH"`` or ``"adm-imagenet256:PATH"``: a guided-diffusion checkpoint of the
+  paper's FFHQ 256 or ImageNet 256 unconditional model (``.pt`` via ``weights_only=True`` or
+  ``.safetensors``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mgdm.priors.adm import FFHQ_256, IMAGENET_256_UNCOND, ADMConfig, load_adm_prior
+from mgdm.priors.base import Denoiser
+from mgdm.priors.diffusers_loader import load_diffusers_prior
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+SHIPPED_PIXEL_PRIOR_DIR = ASSETS_DIR / "fashion-mnist-ddpm"
+"""The shipped pixel-space prior (diffusers layout: ``unet/``, ``scheduler/``)."""
+
+KDE_IMAGES = 1000
+KDE_SIGMA = 0.1
+
+SHIPPED_PRIORS: dict[str, str] = {
+    "fashion-mnist": "epsilon-prediction DDPM, 32x32 grey Fashion-MNIST (shipped weights)",
+    "fashion-mnist-kde": f"exact kernel-density prior on {KDE_IMAGES} Fashion-MNIST training "
+    f"images, bandwidth {KDE_SIGMA} (exact posteriors for linear tasks)",
+}
+"""Names :func:`load_prior` knows, with a line each."""
+
+ADM_PRESETS: dict[str, ADMConfig] = {
+    "adm-ffhq256": FFHQ_256,
+    "adm-imagenet256": IMAGENET_256_UNCOND,
+}
+
+
+def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser:
+    """The prior named or located by ``spec`` (see the module docstring).
+
+    Raises ``ValueError`` for an unknown name or a path that is neither a diffusers folder nor
+    an ``adm-…:PATH`` checkpoint, ``FileNotFoundError`` for missing files (with what to do).
+    """
+    text = str(spec)
+    if text == "fashion-mnist":
+        if not (SHIPPED_PIXEL_PRIOR_DIR / "unet").is_dir():
+            raise FileNotFoundError(
+                f"the shipped prior is missing from {SHIPPED_PIXEL_PRIOR_DIR}; reinstall mgdm or "
+                "train one with `mgdm train prior --out DIR` and pass DIR."
+            )
+        return load_diffusers_prior(SHIPPED_PIXEL_PRIOR_DIR, device=device)
+    if text == "fashion-mnist-kde":
+        from mgdm.data.fashion_mnist import load_fashion_mnist
+        from mgdm.priors.kernel_density import KernelDensityPrior
+
+        images = load_fashion_mnist("train", limit=KDE_IMAGES).images.to(device)
+        return KernelDensityPrior(images, KDE_SIGMA)
+    preset, separator, checkpoint = text.partition(":")
+    if separator and preset in ADM_PRESETS:
+        return load_adm_prior(checkpoint, ADM_PRESETS[preset], device=device)
+    path = Path(text)
+    if path.is_dir():
+        return load_diffusers_prior(path, device=device)
+    if path.is_file():
+        raise ValueError(
+            f"{path} is a file: name its architecture, e.g. --prior adm-ffhq256:{path} or "
+            f"adm-imagenet256:{path} (guided-diffusion checkpoints); diffusers models are folders."
+        )
+    known = ", ".join([*SHIPPED_PRIORS, *(f"{p}:PATH" for p in ADM_PRESETS)])
+    raise ValueError(
+        f"unknown prior {text!r}: not a known name nor an existing path; known: {known}, or a diffusers folder."
+    )
