@@ -18,6 +18,8 @@ import torch
 COMMAND_MODULES: tuple[str, ...] = (
     "mgdm.bench.gmm_cli",
     "mgdm.demo",
+    "mgdm.priors.evaluate_cli",
+    "mgdm.restore_cli",
     "mgdm.restore_cli",
     "mgdm.tasks.cli",
     "mgdm.train.cli",

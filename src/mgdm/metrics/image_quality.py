@@ -25,7 +25,7 @@ def _check_pair(images: Tensor, reference: Tensor) -> Tensor:
     if images.dim() != 4:
         raise ValueError(f"images must be [B, C, H, W]; got {list(images.shape)}.")
     reference = reference.to(images)
-    if reference.dim() == 3:
+    if reference.dim() == 3 and reference.shape == images.shape[1:]:
         reference = reference.expand_as(images)
     if reference.shape != images.shape:
         raise ValueError(

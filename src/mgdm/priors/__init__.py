@@ -28,6 +28,7 @@ from mgdm.priors.neural import (
 __all__ = [
     "FFHQ_256",
     "IMAGENET_256_UNCOND",
+    "SHIPPED_PRIORS",
     "ADMConfig",
     "ADMUNet",
     "Denoiser",
@@ -36,7 +37,6 @@ __all__ = [
     "GaussianMixturePosterior",
     "KernelDensityPosterior",
     "KernelDensityPrior",
-    "SHIPPED_PRIORS",
     "as_time_vector",
     "ddpm_betas",
     "load_adm_prior",

@@ -24,7 +24,9 @@ def as_time_vector(t: Tensor | int, batch_size: int, device: torch.device) -> Te
     if times.dim() == 0:
         return times.expand(batch_size)
     if times.shape != (batch_size,):
-        raise ValueError(f"times must be a scalar or have shape [{batch_size}]; got {tuple(times.shape)}.")
+        raise ValueError(
+            f"times must be a scalar or have shape [{batch_size}]; got {tuple(times.shape)}."
+        )
     return times
 
 
@@ -57,7 +59,9 @@ class Denoiser(ABC):
         """Score of the noised marginal, ``grad log p_t(x_t) = -eps_hat / sqrt(1 - abar)``."""
         return eps_to_score(self.epsilon(x_t, t), self.schedule.alpha_bar(t))
 
-    def initial_state(self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    def initial_state(
+        self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32
+    ) -> Tensor:
         """A draw approximating ``p_t`` at a large time ``t``: ``N(0, (1 - abar_t) I)``.
 
         Exact priors override this to sample ``p_t`` exactly. Shape ``[B, *sample_shape]``.

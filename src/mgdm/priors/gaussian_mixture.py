@@ -83,14 +83,18 @@ class GaussianMixture(Denoiser):
             cov = cov[:, None].expand(n_components, dim)
         if cov.dim() == 2:
             if cov.shape != (n_components, dim):
-                raise ValueError(f"diagonal covariances must have shape [K, d] = [{n_components}, {dim}].")
+                raise ValueError(
+                    f"diagonal covariances must have shape [K, d] = [{n_components}, {dim}]."
+                )
             if bool((cov <= 0).any()):
                 raise ValueError("diagonal covariances must be positive.")
             self.eigenvalues = cov.clone()
             self.eigenvectors: Tensor | None = None
         elif cov.dim() == 3:
             if cov.shape != (n_components, dim, dim):
-                raise ValueError(f"full covariances must have shape [K, d, d] = [{n_components}, {dim}, {dim}].")
+                raise ValueError(
+                    f"full covariances must have shape [K, d, d] = [{n_components}, {dim}, {dim}]."
+                )
             if not torch.allclose(cov, cov.transpose(1, 2), atol=1e-10):
                 raise ValueError("full covariances must be symmetric.")
             eigenvalues, eigenvectors = torch.linalg.eigh(cov)
@@ -105,7 +109,9 @@ class GaussianMixture(Denoiser):
         isotropic = self.eigenvectors is None and bool(
             (self.eigenvalues == self.eigenvalues[:, :1]).all()
         )
-        self.isotropic_variances: Tensor | None = self.eigenvalues[:, 0].clone() if isotropic else None
+        self.isotropic_variances: Tensor | None = (
+            self.eigenvalues[:, 0].clone() if isotropic else None
+        )
         self.weights = weights / weights.sum()
         self.log_weights = torch.log(self.weights)
         self.schedule = schedule
@@ -184,9 +190,15 @@ class GaussianMixture(Denoiser):
         lam = self.isotropic_variances.to(device)[None]  # [1, K]
         gamma = abar * lam + (1.0 - abar)  # [B, K]
         sq_dist = (
-            (x**2).sum(-1, keepdim=True) - 2 * root * (x @ self.means.to(device).T) + abar * self.mean_sq_norms.to(device)[None]
+            (x**2).sum(-1, keepdim=True)
+            - 2 * root * (x @ self.means.to(device).T)
+            + abar * self.mean_sq_norms.to(device)[None]
         ).clamp_min(0.0)
-        logits = self.log_weights.to(device)[None] - sq_dist / (2 * gamma) - 0.5 * self.dim * torch.log(gamma)
+        logits = (
+            self.log_weights.to(device)[None]
+            - sq_dist / (2 * gamma)
+            - 0.5 * self.dim * torch.log(gamma)
+        )
         return abar, gamma, logits
 
     def _isotropic_denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
@@ -203,7 +215,9 @@ class GaussianMixture(Denoiser):
         lam = self.isotropic_variances.to(x.device)[None]  # [1, K]
         resp = torch.softmax(logits, dim=-1)
         gain = root * lam / gamma  # k_i, [B, K]
-        x0 = (resp * (1.0 - root * gain)) @ self.means.to(x.device) + (resp * gain).sum(-1, keepdim=True) * x
+        x0 = (resp * (1.0 - root * gain)) @ self.means.to(x.device) + (resp * gain).sum(
+            -1, keepdim=True
+        ) * x
         return x0.to(x_t.dtype)
 
     def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
@@ -239,7 +253,9 @@ class GaussianMixture(Denoiser):
             offset = torch.einsum("bde,be->bd", self.eigenvectors.to(x_t.device)[component], offset)
         return (self.means.to(x_t.device)[component] + offset).to(x_t.dtype)
 
-    def initial_state(self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    def initial_state(
+        self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32
+    ) -> Tensor:
         """An exact draw of ``p_t``: ``sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``, ``x_0 ~ p_0``."""
         abar = self.schedule.alpha_bar(t).item()
         x0 = self.sample(noise).to(torch.float64)

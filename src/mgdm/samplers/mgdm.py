@@ -154,6 +154,9 @@ PRESETS: dict[str, MGDMConfig] = {
 PRESETS["dense-grid"] = replace(
     PRESETS["default"], num_steps=300, gradient_steps=StepSchedule(1.0, (IndexRange(-10, None, 20.0),))
 )
+PRESETS["fast"] = replace(
+    PRESETS["default"], num_steps=50, gradient_steps=StepSchedule(2.0, (IndexRange(-5, None, 10.0),))
+)
 """Named configurations (see :func:`preset`).
 
 * ``reference``: the official implementation's image defaults (mgdm-algorithm.md §5).
@@ -164,6 +167,8 @@ PRESETS["dense-grid"] = replace(
 * ``dense-grid``: the default with K = 300 grid points and one Adam step per outer step (20 in
   the last 10): 728 calls per sample instead of 508; better than ``default`` at d = 80 and 800
   on the benchmark, slightly worse at d = 8 (docs/benchmarks.md §1.4).
+* ``fast``: the default with K = 50 grid points and two Adam steps per outer step (10 in the
+  last 5): 50 forward + 140 forward+backward calls per sample, for quick restorations on a CPU.
 """
 
 

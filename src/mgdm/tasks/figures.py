@@ -75,21 +75,21 @@ def reconstruction(operator: Operator, y: Tensor) -> tuple[Tensor, str]:
     return least_squares_fit(operator, y), "least squares (Adam from 0)"
 
 
-def _display(image: Tensor) -> Tensor:
+def display_image(image: Tensor) -> Tensor:
     """``[C, H, W]`` in ``[-1, 1]`` -> ``[H, W, 3]`` or ``[H, W]`` in ``[0, 1]`` for ``imshow``."""
     image = ((image.detach().float() + 1) / 2).clamp(0, 1)
     return image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
 
 
-def _observation_display(operator: Operator, y: Tensor) -> tuple[Tensor, str]:
+def observation_display(operator: Operator, y: Tensor) -> tuple[Tensor, str]:
     """How ``y`` (one sample) is shown: zero-filled for masks, log-magnitude for phase retrieval."""
     if isinstance(operator, Inpainting):
-        return _display(operator.adjoint(y[None])[0]), "y, zero-filled"
+        return display_image(operator.adjoint(y[None])[0]), "y, zero-filled"
     if isinstance(operator, PhaseRetrieval):
         log_magnitude = torch.log10(y.mean(0).clamp(min=0) + 1e-2)
         low, high = log_magnitude.min(), log_magnitude.max()
         return (log_magnitude - low) / (high - low), "log10(y + 0.01), channel mean"
-    return _display(y), "y"
+    return display_image(y), "y"
 
 
 def _psnr(estimate: Tensor, clean: Tensor) -> float:
@@ -108,12 +108,12 @@ def task_figure(task: Task, path: Path, sigma_y: float = 0.05, seed: int = 0) ->
     clean = synthetic_image(task.image_shape)[None]
     y = GaussianNoise(sigma_y).observe(task.operator(clean), SampleNoise([seed]))
     estimate, label = reconstruction(task.operator, y)
-    shown_y, y_label = _observation_display(task.operator, y[0])
+    shown_y, y_label = observation_display(task.operator, y[0])
     figure, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
     panels = [
-        (_display(clean[0]), "clean x"),
+        (display_image(clean[0]), "clean x"),
         (shown_y, f"{y_label}, {tuple(task.observation_shape)}"),
-        (_display(estimate[0]), f"{label}\nPSNR {_psnr(estimate, clean):.1f} dB"),
+        (display_image(estimate[0]), f"{label}\nPSNR {_psnr(estimate, clean):.1f} dB"),
     ]
     for axis, (image, title) in zip(axes, panels):
         axis.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
