@@ -20,7 +20,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "mgdm.demo",
     "mgdm.priors.evaluate_cli",
     "mgdm.restore_cli",
-    "mgdm.restore_cli",
     "mgdm.tasks.cli",
     "mgdm.train.cli",
 )
