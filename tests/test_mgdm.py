@@ -223,3 +223,17 @@ def test_dense_grid_preset_is_the_benchmarked_configuration():
     assert config.num_steps == 300 and config.gradient_steps == StepSchedule.parse("1,-10:=20")
     assert replace(config, num_steps=100, gradient_steps=preset("default").gradient_steps) == preset("default")
     assert network_calls(config, [1] * 0)[1] == 430
+
+
+def test_clip_denoised_clamps_the_x0_state_to_the_data_range_only_when_asked():
+    from mgdm.priors.kernel_density import KernelDensityPrior
+    from mgdm.samplers.base import CountingDenoiser
+
+    prior = CountingDenoiser(KernelDensityPrior(torch.zeros(2, 1, 4, 4), 0.1))
+    prior.data_range = (-1.0, 1.0)
+    x = torch.linspace(-40, 40, 16).reshape(1, 1, 4, 4)
+    assert preset("default").clip_denoised and not preset("reference").clip_denoised
+    assert torch.equal(MGDM(preset("default")).clip(prior, x), x.clamp(-1, 1))
+    assert torch.equal(MGDM(preset("reference")).clip(prior, x), x)
+    prior.data_range = None
+    assert torch.equal(MGDM(preset("default")).clip(prior, x), x)
