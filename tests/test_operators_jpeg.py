@@ -18,62 +18,20 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from mgdm.operators import JPEG, quantization_table
 from mgdm.operators.jpeg import CHROMINANCE_TABLE, LUMINANCE_TABLE, dct_matrix, fancy_upsample
+from mgdm.operators.jpeg_vs_pillow import (
+    QUALITIES,
+    ours_round_trip,
+    pillow_round_trip,
+    psnr_255,
+    synthetic_pixels,
+)
 from mgdm.tasks.figures import synthetic_image
-
-QUALITIES = (50, 75, 90, 95)
-
-
-def _pillow_round_trip(
-    pixels: np.ndarray, quality: int, subsampling: int | None
-) -> tuple[np.ndarray, Image.Image]:
-    """Encode ``pixels`` (uint8 ``[H, W]`` or ``[H, W, 3]``) with Pillow and decode it again."""
-    buffer = io.BytesIO()
-    options = {} if subsampling is None else {"subsampling": subsampling}
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality, **options)
-    image = Image.open(io.BytesIO(buffer.getvalue()))
-    return np.asarray(image), image
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
-
-
-def _ours(
-    pixels: np.ndarray, quality: int, chroma_subsampling: bool, upsampling: str
-) -> np.ndarray:
-    """Our JPEG (hard rounding, libjpeg tables) of uint8 pixels, rounded to integer levels."""
-    channels = 1 if pixels.ndim == 2 else 3
-    x = torch.tensor(pixels, dtype=torch.float64).reshape(*pixels.shape[:2], channels)
-    x = x.permute(2, 0, 1)[None] / 127.5 - 1
-    op = JPEG(
-        tuple(x.shape[1:]),
-        quality,
-        rounding="hard",
-        clamp_tables=True,
-        chroma_subsampling=chroma_subsampling,
-        chroma_upsampling=upsampling,
-    )
-    out = ((op(x)[0] + 1) * 127.5).round().permute(1, 2, 0).numpy()
-    return out[..., 0] if channels == 1 else out
-
-
-def _pixels(channels: int, size: int = 64) -> np.ndarray:
-    image = (
-        ((synthetic_image((channels, size, size)) + 1) * 127.5)
-        .round()
-        .clamp(0, 255)
-        .to(torch.uint8)
-    )
-    array = image.permute(1, 2, 0).numpy()
-    return array[..., 0] if channels == 1 else array
 
 
 @pytest.mark.parametrize(
@@ -89,18 +47,19 @@ def _pixels(channels: int, size: int = 64) -> np.ndarray:
 def test_hard_rounding_matches_pillow(
     channels: int, subsampling: int | None, upsampling: str, threshold: float
 ) -> None:
-    pixels = _pixels(channels)
+    pixels = synthetic_pixels(channels, 64)
     for quality in QUALITIES:
-        decoded, _ = _pillow_round_trip(pixels, quality, subsampling)
-        ours = _ours(pixels, quality, subsampling != 0, upsampling)
-        assert _psnr(ours, decoded) >= threshold, (quality, _psnr(ours, decoded))
-        assert _psnr(ours, decoded) > _psnr(pixels, decoded)  # closer to libjpeg than to the input
+        decoded = pillow_round_trip(pixels, quality, subsampling)
+        ours = ours_round_trip(pixels, quality, subsampling != 0, upsampling)
+        assert psnr_255(ours, decoded) >= threshold, (quality, psnr_255(ours, decoded))
+        assert psnr_255(ours, decoded) > psnr_255(pixels, decoded)  # closer to libjpeg than to x
 
 
 @pytest.mark.parametrize("quality", [1, 2, 10, 30, 50, 75, 95, 100])
 def test_clamped_tables_are_pillows(quality: int) -> None:
-    _, image = _pillow_round_trip(_pixels(3, 16), quality, None)
-    tables = image.quantization  # natural (row-major) order
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_pixels(3, 16)).save(buffer, "JPEG", quality=quality)
+    tables = Image.open(io.BytesIO(buffer.getvalue())).quantization  # natural (row-major) order
     luma = torch.tensor(tables[0], dtype=torch.float64).reshape(8, 8)
     chroma = torch.tensor(tables[1], dtype=torch.float64).reshape(8, 8)
     assert torch.equal(quantization_table(LUMINANCE_TABLE, quality, clamp_tables=True), luma)

@@ -64,6 +64,14 @@ def draw_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def jpeg_vs_pillow(args: argparse.Namespace) -> int:
+    """Print the agreement table of our JPEG with Pillow's."""
+    from mgdm.operators.jpeg_vs_pillow import agreement_table
+
+    print(agreement_table())
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "tasks",
@@ -81,7 +89,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="seed of the random operator parts (motion kernels)"
     )
     parser.set_defaults(func=list_tasks)
-    commands = parser.add_subparsers(dest="tasks_command", metavar="{figures}")
+    commands = parser.add_subparsers(dest="tasks_command", metavar="{figures,jpeg-vs-pillow}")
     figures = commands.add_parser(
         "figures",
         help="draw clean image, observation and reconstruction for each task",
@@ -109,3 +117,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     figures.add_argument("--tasks", default="all", help="'all' or a comma list of task names")
     figures.set_defaults(func=draw_figures)
+    check = commands.add_parser(
+        "jpeg-vs-pillow",
+        help="PSNR between our JPEG operator and Pillow's codec (the table of docs/tasks.md)",
+    )
+    check.set_defaults(func=jpeg_vs_pillow)
