@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+APT_PACKAGES := dataset-fashion-mnist libfluidsynth3 timgm6mb-soundfont
 # torch is pinned in the same pip command as everything else (see docs/environment notes in README).
 PIP_INSTALL := $(PY) -m pip install --quiet torch==2.13.0 -e '.[test]'
 
@@ -13,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PIP_INSTALL)
-	# Fashion-MNIST data (Debian package); skipped without apt-get or root.
-	-command -v apt-get >/dev/null && (dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) || true
+	# Debian packages: Fashion-MNIST data, and fluidsynth + a General MIDI soundfont for the audio
+	# data generator; skipped without apt-get or root (the tests that need them then skip).
+	-command -v apt-get >/dev/null && (dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES))) || true
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "mgdm.audio.cli",
     "mgdm.bench.gmm_cli",
     "mgdm.demo",
     "mgdm.priors.evaluate_cli",

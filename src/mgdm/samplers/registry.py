@@ -20,6 +20,7 @@ BUILTIN_SAMPLERS: dict[str, str] = {
     "reddiff": "mgdm.samplers.reddiff:REDDiff",
     "daps": "mgdm.samplers.daps:DAPS",
     "pnpdm": "mgdm.samplers.pnpdm:PnPDM",
+    "msdm": "mgdm.samplers.msdm:MSDM",
 }
 """Registered sampler names -> ``module:Class``, in the order tables list them."""
 

@@ -65,6 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.set_defaults(func=run)
     _add_classifier_parser(commands)
+    from mgdm.audio.cli import add_train_command
+
+    add_train_command(commands)
 
 
 def _add_classifier_parser(commands: argparse._SubParsersAction) -> None:

@@ -236,30 +236,32 @@ def _load_checkpoint(
     return int(state["step"]), float(state["seconds"])
 
 
-def _prepare_folder(out: Path, config: TrainConfig) -> None:
-    """Create ``out`` or check that it holds a run of the same ``config``."""
+def prepare_run_folder(out: Path, wanted: dict[str, object], command: str) -> None:
+    """Create ``out`` with ``config.json`` = ``wanted``, or check that it holds the same run.
+
+    ``wanted["kind"]`` tags the run; a non-empty folder must hold a ``config.json`` of that kind
+    whose entries all equal ``wanted``'s, else ``ValueError`` lists the differing options
+    (named as ``--option`` of ``command``).
+    """
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder.")
     config_path = out / CONFIG_FILE
     if out.is_dir() and any(out.iterdir()):
         if not config_path.is_file():
             raise ValueError(
-                f"--out {out} is not empty and holds no {CONFIG_FILE}: not a training run of this "
-                "command; choose an empty or new folder."
+                f"--out {out} is not empty and holds no {CONFIG_FILE}: not a run of `{command}`; "
+                "choose an empty or new folder."
             )
         try:
             saved = json.loads(config_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"{config_path} is not readable JSON: {error}") from error
-        if not isinstance(saved, dict) or saved.get("kind") != _RUN_KIND:
-            raise ValueError(
-                f"{config_path} is not the configuration of an `mgdm train prior` run."
-            )
-        wanted = config.to_json()
+        if not isinstance(saved, dict) or saved.get("kind") != wanted["kind"]:
+            raise ValueError(f"{config_path} is not the configuration of a `{command}` run.")
         differing = [
-            f"--{key.replace('_', '-')} (saved {saved.get(key)!r}, requested {wanted[key]!r})"
-            for key in wanted
-            if saved.get(key) != wanted[key]
+            f"--{key.replace('_', '-')} (saved {saved.get(key)!r}, requested {value!r})"
+            for key, value in wanted.items()
+            if saved.get(key) != value
         ]
         if differing:
             raise ValueError(
@@ -268,7 +270,7 @@ def _prepare_folder(out: Path, config: TrainConfig) -> None:
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(config.to_json(), indent=2) + "\n", encoding="utf-8")
+    config_path.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
 
 
 def _open_log(out: Path, step: int) -> tuple[IO[str], Any]:
@@ -326,7 +328,7 @@ def train_prior(
         raise ValueError(
             f"batch size {config.batch_size} exceeds the {images.shape[0]} training images."
         )
-    _prepare_folder(out, config)
+    prepare_run_folder(out, config.to_json(), "mgdm train prior")
     images = images.to(device)
     abar = ddpm_linear().abar
     model = build_unet(config).to(device)
@@ -375,5 +377,6 @@ __all__ = [
     "diffusion_batch",
     "export_pipeline",
     "parse_channels",
+    "prepare_run_folder",
     "train_prior",
 ]

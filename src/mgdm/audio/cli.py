@@ -1,0 +1,214 @@
+"""The audio commands: ``mgdm separate``, ``mgdm audio-data`` and ``mgdm train audio-prior``.
+
+``add_parser(subparsers)`` adds ``separate`` and ``audio-data`` to the top-level parser;
+``add_train_command(commands)`` adds ``audio-prior`` to the sub-commands of ``mgdm train``.
+Each sets ``func`` to a callable taking the parsed arguments and returning an exit status;
+errors in the input are ``ValueError``s (one line, exit status 2 in :func:`mgdm.cli.main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mgdm.audio.constants import STEMS
+
+SEPARATE_HELP = """\
+Separate a music mix into bass, drums, guitar and piano with a diffusion prior.
+
+The mix (any file libsndfile reads: WAV, FLAC, OGG, AIFF) is averaged to mono, resampled to
+the prior's rate, cut into windows of the prior's length with --overlap and cross-faded back
+together; every window is a posterior sample of the stems given y = sum of stems, with a
+Gaussian likelihood of std --sigma-y (in full-scale units). The stems are written as
+OUT_DIR/<stem>.wav (32-bit float, at the prior's sample rate), all at once at the end.
+
+Samplers: mgdm (MGDM's audio preset: K = 20, R = 6, M = 15, ...), msdm (the MSDM Dirac
+separator: the stems sum to the mix exactly), or any registered baseline with its audio
+settings.
+"""
+
+DATA_HELP = """\
+Write synthetic multi-track music: procedural MIDI (tempo, key, chords, bass line, drum groove,
+guitar and piano parts) rendered per stem through fluidsynth with a General MIDI soundfont,
+mono at 8 kHz, clips of 16,384 samples. Example i of a split is the song of seed
+FIRST_SEED[split] + i (train 0, validation 1,000,000, test 2,000,000): splits never overlap.
+
+Writes OUT/SPLIT/<index>/{bass,drums,guitar,piano,mix}.wav and OUT/SPLIT.safetensors (the
+tensor [N, 4, 16384] that `mgdm train audio-prior --data` reads). Needs the Debian packages
+libfluidsynth3 and timgm6mb-soundfont and the PyPI package pyfluidsynth.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``separate`` and ``audio-data`` to the top-level sub-commands."""
+    parser = subparsers.add_parser(
+        "separate",
+        help="separate a music mix into bass, drums, guitar and piano stems",
+        description=SEPARATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("mix", help="the mix: an audio file")
+    parser.add_argument("--out-dir", required=True, help="folder for <stem>.wav (created)")
+    parser.add_argument(
+        "--prior",
+        default=None,
+        help="audio prior folder (from `mgdm train audio-prior`; or four single-stem priors in "
+        "bass/ drums/ guitar/ piano/); default: the shipped prior",
+    )
+    parser.add_argument("--sampler", default="mgdm", help="sampler name (default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the windows' samples (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--overlap",
+        type=float,
+        default=0.5,
+        help="overlap of consecutive windows, a fraction of the window in [0, 0.5] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sigma-y",
+        type=float,
+        default=1e-4,
+        help="std of the likelihood's noise on the mix, full-scale units (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=4, help="windows per sampler call (default: %(default)s)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.set_defaults(func=run_separate)
+
+    data = subparsers.add_parser(
+        "audio-data",
+        help="write synthetic four-stem music (fluidsynth) for training and testing",
+        description=DATA_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data.add_argument("--out", required=True, help="output folder")
+    data.add_argument(
+        "--split",
+        choices=("train", "validation", "test"),
+        default="train",
+        help="(default: %(default)s)",
+    )
+    data.add_argument("--count", type=int, required=True, help="examples to write")
+    data.add_argument(
+        "--first", type=int, default=0, help="index of the first example (default: %(default)s)"
+    )
+    data.add_argument(
+        "--soundfont",
+        default=None,
+        help="General MIDI .sf2 file (default: /usr/share/sounds/sf2/TimGM6mb.sf2)",
+    )
+    data.add_argument(
+        "--no-wav", action="store_true", help="write only the tensor file, no WAV folders"
+    )
+    data.set_defaults(func=run_audio_data)
+
+
+def add_train_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``audio-prior`` to the sub-commands of ``mgdm train``."""
+    from mgdm.audio import train
+
+    parser = commands.add_parser(
+        "audio-prior",
+        help="an epsilon-prediction diffusion prior on audio stems (resumable)",
+        description=train.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", required=True, help="stem tensor file from `mgdm audio-data`")
+    parser.add_argument(
+        "--out", required=True, help="run folder (created; an existing run resumes)"
+    )
+    parser.add_argument(
+        "--stems",
+        choices=("all", *STEMS),
+        default="all",
+        help="all four stems jointly, or one stem (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=10_000, help="total optimisation steps (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="clips per step (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=2e-4, help="Adam learning rate (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--channels", default="32,64,96,128", help="UNet channels per level (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--factors", default="4,4,4", help="UNet downsampling between levels (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-attention", action="store_true", help="no self-attention in the UNet's middle block"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of weights, clip order and noise (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=200,
+        help="steps between checkpoints (default: %(default)s)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.set_defaults(func=run_train)
+
+
+def run_separate(args: argparse.Namespace) -> int:
+    from mgdm.audio.separate import separate_file
+
+    written, separation = separate_file(
+        args.mix,
+        args.out_dir,
+        prior=args.prior,
+        sampler=args.sampler,
+        seed=args.seed,
+        sigma_y=args.sigma_y,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        progress=True,
+        device=args.device,
+    )
+    for note in separation.notes:
+        print(f"note: {note}")
+    seconds = separation.stems.shape[-1] / separation.sample_rate
+    print(f"wrote {len(written)} stems of {seconds:.2f} s at {separation.sample_rate} Hz:")
+    for path in written.values():
+        print(f"  {path}")
+    return 0
+
+
+def run_audio_data(args: argparse.Namespace) -> int:
+    from mgdm.audio.dataset import write_dataset
+    from mgdm.audio.synth import SynthConfig
+
+    config = (
+        SynthConfig() if args.soundfont is None else SynthConfig(soundfont=Path(args.soundfont))
+    )
+    path = write_dataset(args.out, args.split, args.count, args.first, config, wav=not args.no_wav)
+    print(f"wrote {args.count} examples of {args.split} to {path}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from mgdm.audio.train import AudioTrainConfig, parse_integers, train_audio_prior
+
+    config = AudioTrainConfig(
+        stems=args.stems,
+        channels=parse_integers(args.channels, "--channels"),
+        factors=parse_integers(args.factors, "--factors") if args.factors else (),
+        attention=not args.no_attention,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    train_audio_prior(args.data, args.out, config, args.steps, args.checkpoint_every, args.device)
+    print(
+        f"wrote {args.out}/prior.json and model.safetensors (load with mgdm.audio.load_audio_prior)"
+    )
+    return 0

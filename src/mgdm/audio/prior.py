@@ -1,0 +1,211 @@
+"""Audio diffusion priors: the MSDM noise schedule, the multi-source prior, independent stems,
+and saving/loading them.
+
+**Schedule** (mgdm-algorithm.md §1, audio adapter). MSDM's Karras grid of VE noise levels,
+``sigma_min = 5e-4``, ``sigma_max = 20``, ``rho = 3``, 1000 levels flipped so that time ``k``
+has ``sigma_k`` increasing with ``k``, and ``sigma_0 = 0``; the VP schedule is
+``abar_k = 1 / (1 + sigma_k^2)``. Its levels match waveforms in full-scale units (RMS about
+0.04 per stem): ``sigma_1 = 5e-4`` is far below the signal, ``sigma_1000 = 20`` far above.
+
+**Priors.**
+
+* :class:`AudioPrior`: an epsilon network on ``[S, L]`` (``S = 4``: the multi-source prior of
+  MSDM; ``S = 1``: a single-stem prior), with the names of its stems and its sample rate. The
+  network is called with the integer time ``k`` (``network_time_offset = 0``) and nothing is
+  clamped (audio is returned as is).
+* :class:`IndependentStemsPrior`: four single-stem priors side by side (ISDM-style, independent
+  stems): ``eps([x_1; …; x_4], k) = [eps_1(x_1, k); …; eps_4(x_4, k)]``, i.e. the product
+  prior ``p(x) = prod_s p_s(x_s)``. One call of it evaluates the four networks (a sampler's
+  cost counts it as one call).
+
+**Files** of a trained prior folder (written by ``mgdm train audio-prior``): ``prior.json``
+(kind, stems, sample rate, length, schedule, network configuration) and ``model.safetensors``.
+:func:`load_audio_prior` reads such a folder, or a folder whose subfolders ``bass/``,
+``drums/``, ``guitar/`` and ``piano/`` hold single-stem priors (an :class:`IndependentStemsPrior`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from mgdm.audio.constants import STEMS
+from mgdm.audio.unet1d import UNet1D, UNet1DConfig
+from mgdm.diffusion.edm import karras_sigmas
+from mgdm.diffusion.schedules import NUM_TIMESTEPS, Schedule, from_ve_sigmas
+from mgdm.priors.base import Denoiser
+from mgdm.priors.neural import EpsilonNetworkPrior, load_state_dict_checked, read_state_dict
+
+PRIOR_FILE = "prior.json"
+MODEL_FILE = "model.safetensors"
+PRIOR_KIND = "mgdm-audio-prior"
+SCHEDULE_NAME = "msdm-karras"
+
+MSDM_SIGMA_MIN = 5e-4
+MSDM_SIGMA_MAX = 20.0
+MSDM_RHO = 3.0
+
+
+def msdm_schedule() -> Schedule:
+    """The VP schedule of MSDM's Karras VE grid (module docstring): ``abar[k] = 1/(1 + sigma_k^2)``."""
+    levels = karras_sigmas(NUM_TIMESTEPS, MSDM_SIGMA_MAX, MSDM_SIGMA_MIN, MSDM_RHO).flip(0)
+    sigmas = torch.cat([torch.zeros(1, dtype=torch.float64), levels])
+    return Schedule(from_ve_sigmas(sigmas).abar, name=SCHEDULE_NAME)
+
+
+class AudioPrior(EpsilonNetworkPrior):
+    """An epsilon-network prior on stems ``[S, L]`` that knows its stems and sample rate.
+
+    Args:
+        network: ``f(x [B, S, L], k int64 [B]) -> eps [B, S, L]``.
+        stems: the ``S`` stem names, in tensor order.
+        sample_rate: Hz.
+        length: ``L``, samples per window.
+        schedule: the VP schedule (default :func:`msdm_schedule`).
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        stems: Sequence[str],
+        sample_rate: int,
+        length: int,
+        schedule: Schedule | None = None,
+    ):
+        super().__init__(
+            network,
+            (len(stems), length),
+            schedule if schedule is not None else msdm_schedule(),
+            prediction="epsilon",
+            data_range=None,
+        )
+        self.stems = tuple(stems)
+        self.sample_rate = int(sample_rate)
+
+
+class IndependentStemsPrior(Denoiser):
+    """Single-stem priors side by side, presented as one prior on ``[S, L]`` (module docstring).
+
+    Args:
+        parts: one prior per stem, each of ``sample_shape (1, L)`` and naming one stem; equal
+            lengths, sample rates and schedules.
+    """
+
+    def __init__(self, parts: Sequence[AudioPrior]):
+        parts = tuple(parts)
+        if not parts or any(p.sample_shape[0] != 1 for p in parts):
+            raise ValueError(
+                "IndependentStemsPrior needs single-stem priors (sample shape [1, L]); got "
+                f"{[list(p.sample_shape) for p in parts]}."
+            )
+        first = parts[0]
+        for part in parts[1:]:
+            if part.sample_shape != first.sample_shape or part.sample_rate != first.sample_rate:
+                raise ValueError(
+                    f"the single-stem priors differ: {part.stems[0]} is {list(part.sample_shape)} at "
+                    f"{part.sample_rate} Hz, {first.stems[0]} is {list(first.sample_shape)} at "
+                    f"{first.sample_rate} Hz."
+                )
+            if not torch.equal(part.schedule.abar, first.schedule.abar):
+                raise ValueError(
+                    f"the single-stem priors {first.stems[0]} and {part.stems[0]} use different "
+                    "noise schedules."
+                )
+        self.parts = parts
+        self.stems = tuple(p.stems[0] for p in parts)
+        self.sample_rate = first.sample_rate
+        self.schedule = first.schedule
+        self.sample_shape = (len(parts), first.sample_shape[1])
+        self.data_range = None
+
+    def epsilon(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """``[eps_s(x_t[:, s:s+1], t)]_s``, ``[B, S, L]``."""
+        return torch.cat(
+            [part.epsilon(x_t[:, s : s + 1], t) for s, part in enumerate(self.parts)], dim=1
+        )
+
+
+def save_audio_prior(
+    out: Path | str, network: UNet1D, stems: Sequence[str], sample_rate: int, length: int
+) -> None:
+    """Write ``prior.json`` and ``model.safetensors`` of ``network`` into the folder ``out``.
+
+    The weights go to a temporary file first and are moved into place before ``prior.json``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    description = {
+        "kind": PRIOR_KIND,
+        "stems": list(stems),
+        "sample_rate": int(sample_rate),
+        "length": int(length),
+        "schedule": SCHEDULE_NAME,
+        "network": network.config.to_json(),
+    }
+    weights = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    tmp = out / (MODEL_FILE + ".tmp")
+    save_file(weights, str(tmp))
+    os.replace(tmp, out / MODEL_FILE)
+    (out / PRIOR_FILE).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+
+
+def load_audio_prior(
+    path: Path | str, device: torch.device | str = "cpu"
+) -> AudioPrior | IndependentStemsPrior:
+    """The prior saved in the folder ``path`` (module docstring); ``ValueError`` says what is
+    missing or malformed."""
+    path = Path(path)
+    if (path / PRIOR_FILE).is_file():
+        return _load_single(path, device)
+    if path.is_dir() and all((path / stem / PRIOR_FILE).is_file() for stem in STEMS):
+        parts = [_load_single(path / stem, device) for stem in STEMS]
+        for stem, part in zip(STEMS, parts):
+            if part.stems != (stem,):
+                raise ValueError(
+                    f"{path / stem} holds a prior of the stems {list(part.stems)}; expected the "
+                    f"single-stem prior of {stem!r}."
+                )
+        return IndependentStemsPrior(parts)
+    raise ValueError(
+        f"{path} holds no audio prior: expected {PRIOR_FILE} and {MODEL_FILE} (a folder written by "
+        f"`mgdm train audio-prior`), or the subfolders {', '.join(STEMS)} each holding a "
+        "single-stem prior (independent stems)."
+    )
+
+
+def _load_single(path: Path, device: torch.device | str) -> AudioPrior:
+    try:
+        description = json.loads((path / PRIOR_FILE).read_text(encoding="utf-8"))
+        if description.get("kind") != PRIOR_KIND:
+            raise ValueError(f"{path / PRIOR_FILE} is not the description of an audio prior.")
+        if description["schedule"] != SCHEDULE_NAME:
+            raise ValueError(
+                f"{path / PRIOR_FILE}: unknown schedule {description['schedule']!r}; known: "
+                f"{SCHEDULE_NAME}."
+            )
+        network_config = UNet1DConfig(**description["network"])
+        stems = tuple(description["stems"])
+        sample_rate, length = int(description["sample_rate"]), int(description["length"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(
+            f"{path / PRIOR_FILE} is not a readable audio-prior description: {error}"
+        ) from None
+    if network_config.in_channels != len(stems) or length % network_config.total_factor:
+        raise ValueError(
+            f"{path / PRIOR_FILE}: a network of {network_config.in_channels} channels and total "
+            f"downsampling {network_config.total_factor} does not fit {len(stems)} stems of "
+            f"{length} samples."
+        )
+    network = UNet1D(network_config)
+    try:
+        weights = read_state_dict(path / MODEL_FILE)
+    except FileNotFoundError:
+        raise ValueError(f"{path} has {PRIOR_FILE} but no {MODEL_FILE}.") from None
+    load_state_dict_checked(network, weights, str(path / MODEL_FILE))
+    return AudioPrior(network.to(device), stems, sample_rate, length)

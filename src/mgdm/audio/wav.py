@@ -1,0 +1,46 @@
+"""Reading and writing audio files with ``soundfile`` (libsndfile: WAV, FLAC, OGG, AIFF, …).
+
+Audio tensors are ``[channels, samples]`` float32 in full-scale units (``[-1, 1]``); files are
+written as 32-bit float WAV, so a tensor read back is bit-identical to the one written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+from torch import Tensor
+
+
+def read_audio(path: Path | str) -> tuple[Tensor, int]:
+    """``(audio [channels, samples] float32, sample_rate)`` of the file at ``path``.
+
+    Raises ``ValueError`` saying what is wrong: a missing path, a folder, or a file libsndfile
+    cannot decode.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"the audio file {path} does not exist.")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file; give an audio file (WAV, FLAC, OGG, AIFF).")
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"cannot read {path} as audio ({str(error).rstrip('.')}); give a WAV, FLAC, OGG or AIFF file."
+        ) from None
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
+
+
+def write_wav(path: Path | str, audio: Tensor, sample_rate: int) -> None:
+    """Write ``audio`` (``[samples]`` or ``[channels, samples]``) as a 32-bit float WAV file."""
+    data = audio.detach().to("cpu", torch.float32)
+    if data.dim() == 1:
+        data = data[None]
+    if data.dim() != 2:
+        raise ValueError(
+            f"audio to write is [samples] or [channels, samples]; got {list(audio.shape)}."
+        )
+    soundfile.write(str(path), data.T.numpy(), int(sample_rate), subtype="FLOAT", format="WAV")
