@@ -17,7 +17,8 @@ import torch
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mgdm.audio.cli",
-    "mgdm.bench.gmm_cli",
+    "mgdm.bench.cli",
+    "mgdm.bench.report_cli",
     "mgdm.demo",
     "mgdm.priors.evaluate_cli",
     "mgdm.restore_cli",

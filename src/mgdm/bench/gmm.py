@@ -190,7 +190,7 @@ def read_json(path: str | Path) -> list[GMMRow]:
         raise ValueError(f"{path} is not a gmm benchmark JSON file ({error}).") from None
 
 
-def _mean_ci(values: Sequence[float]) -> tuple[float, float]:
+def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
     if n < 2:
@@ -209,7 +209,7 @@ def summary_table(rows: Sequence[GMMRow]) -> str:
         "|---:|---:|:---|---:|:---|---:|---:|---:|---:|---:|",
     ]
     for (dim, obs_dim, sampler), group in groups.items():
-        sw, ci = _mean_ci([r.sw for r in group])
+        sw, ci = mean_ci([r.sw for r in group])
         floor = sum(r.sw_floor for r in group) / len(group)
         prior = sum(r.sw_prior for r in group) / len(group)
         fwd = sum(r.nfe_forward for r in group) / len(group)
@@ -234,7 +234,7 @@ def pivot_table(rows: Sequence[GMMRow]) -> str:
         cells.setdefault((row.sampler, row.dim, row.obs_dim), []).append(row)
     best = {
         p: min(
-            (_mean_ci([r.sw for r in cells[(name, *p)]])[0] for name in samplers if (name, *p) in cells),
+            (mean_ci([r.sw for r in cells[(name, *p)]])[0] for name in samplers if (name, *p) in cells),
             default=math.nan,
         )
         for p in problems
@@ -249,7 +249,7 @@ def pivot_table(rows: Sequence[GMMRow]) -> str:
             if not group:
                 texts.append("–")
                 continue
-            mean, ci = _mean_ci([r.sw for r in group])
+            mean, ci = mean_ci([r.sw for r in group])
             text = f"{mean:.2f}" + ("" if math.isnan(ci) else f" ± {ci:.2f}")
             texts.append(f"**{text}**" if mean == best[p] else text)
         fwd = sum(r.nfe_forward for r in group_rows) / len(group_rows)

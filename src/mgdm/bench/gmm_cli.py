@@ -70,9 +70,8 @@ def mgdm_config_from_args(args: argparse.Namespace) -> MGDMConfig:
     return replace(preset(args.preset), **overrides)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    bench = subparsers.add_parser("bench", help="run a benchmark")
-    bench_sub = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=type(bench))
+def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
+    """Add ``gmm`` and ``gmm-table`` under ``mgdm bench``."""
     parser = bench_sub.add_parser(
         "gmm",
         help="exact-posterior benchmark on 25-component Gaussian mixtures",
@@ -105,7 +104,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     table.add_argument("--only-dims", help="keep the rows of these dimensions (comma list)")
     table.add_argument("--only-seeds", help="keep the rows of these seeds, e.g. 0-5")
     table.set_defaults(func=print_table)
-    bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
 
 
 def print_table(args: argparse.Namespace) -> int:

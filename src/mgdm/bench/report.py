@@ -1,0 +1,323 @@
+"""Tables, the compute curve and sample grids from an image-benchmark database.
+
+* Quality table (the paper's Table 1): one row per task, one column per sampler, the mean of a
+  metric over the cells (images x seeds) with its 95 % confidence half-width
+  ``1.96 std / sqrt(n)``; the best mean of each row in bold (the smallest for distances, the
+  largest for PSNR and SSIM).
+* Cost table: per sampler, the network calls per sample (forward-only, forward+backward), the
+  seconds per sample and per image (``K`` samples), the peak memory and the number of cells.
+* Compute curve: the metric against the network calls per sample, one panel per task: the MGDM
+  variants ``…-R{R}`` as a line over R, every other sampler as a point.
+* Sample grids, one per task: rows are images; columns the observation pictured in image space
+  (``A^+ y`` / ``A^T y`` / ``y``, blank when there is none), each sampler's first sample, the
+  clean image.
+
+A report covers one setting (prior, image set, ``sigma_y``, budget, samples per cell);
+:func:`select_setting` picks it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from mgdm.bench.gmm import mean_ci
+from mgdm.bench.images_db import (
+    SETTING_COLUMNS,
+    CellRecord,
+    Setting,
+    decode_array,
+    read_cells,
+    read_images,
+    read_observations,
+)
+from mgdm.samplers._common import TASK_NAMES
+from mgdm.samplers.registry import sampler_names
+from mgdm.tasks.figures import display_image
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "psnr": True,
+    "ssim": True,
+    "feature_dist": False,
+    "lpips": False,
+    "sw": False,
+    "mean_rmse": False,
+}
+"""The metrics a report can show, and their direction."""
+
+METRIC_TITLES: dict[str, str] = {
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "feature_dist": "classifier feature distance",
+    "lpips": "LPIPS (AlexNet)",
+    "sw": "sliced Wasserstein to the exact posterior",
+    "mean_rmse": "RMSE of the sample mean to the exact posterior mean",
+}
+
+_SWEEP_LABEL = re.compile(r".*-R(\d+)")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The cells of one setting."""
+
+    setting: Setting
+    cells: list[CellRecord]
+
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks present, the paper's ten first in its order."""
+        present = {c.task for c in self.cells}
+        order = [t for t in TASK_NAMES if t in present]
+        return order + sorted(present - set(order))
+
+    @property
+    def samplers(self) -> list[str]:
+        """Sampler labels present, in registry order, variants in natural order."""
+        registry = sampler_names()
+        algorithm = {c.sampler: c.algorithm for c in self.cells}
+
+        def key(label: str) -> tuple[int, list[object]]:
+            rank = (
+                registry.index(algorithm[label]) if algorithm[label] in registry else len(registry)
+            )
+            parts = re.split(r"(\d+)", label)
+            return rank, [int(p) if p.isdigit() else p for p in parts]
+
+        return sorted(algorithm, key=key)
+
+    def group(self, task: str | None, sampler: str) -> list[CellRecord]:
+        """The cells of ``sampler`` on ``task`` (``None``: every task)."""
+        return [c for c in self.cells if c.sampler == sampler and task in (None, c.task)]
+
+
+def select_setting(cells: Sequence[CellRecord], **filters: object) -> Selection:
+    """The cells of the one setting left by ``filters`` (setting columns -> values; ``None``
+    keeps all); ``ValueError`` listing the settings when none or several are left."""
+    unknown = set(filters) - set(SETTING_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown setting filters: {', '.join(sorted(unknown))}.")
+    kept = [c for c in cells if all(v is None or getattr(c, k) == v for k, v in filters.items())]
+    settings = sorted({c.setting for c in kept}, key=lambda s: tuple(map(str, vars(s).values())))
+    if len(settings) != 1:
+        every = sorted({c.setting for c in cells}, key=lambda s: tuple(map(str, vars(s).values())))
+        listing = "; ".join(_describe(s) for s in every) or "none"
+        raise ValueError(
+            f"{'no' if not settings else len(settings)} settings match; choose one with --prior, "
+            f"--image-set, --sigma-y, --budget, --samples-per-cell. In the database: {listing}."
+        )
+    return Selection(settings[0], [c for c in kept if c.setting == settings[0]])
+
+
+def _describe(setting: Setting) -> str:
+    budget = "sampler defaults" if setting.budget == 0 else f"budget {setting.budget:g}"
+    return (
+        f"prior {setting.prior}, images {setting.image_set}, sigma_y {setting.sigma_y:g}, "
+        f"{budget}, {setting.samples_per_cell} samples per cell"
+    )
+
+
+def _values(cells: Sequence[CellRecord], metric: str) -> list[float]:
+    values = (getattr(c, metric) for c in cells if c.status == "done")
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def _format(mean: float, ci: float) -> str:
+    return f"{mean:.4g}" + ("" if math.isnan(ci) else f" ± {ci:.2g}")
+
+
+def quality_table(selection: Selection, metric: str) -> str:
+    """The Markdown quality table (see the module docstring)."""
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"unknown metric {metric!r}; accepted: {', '.join(HIGHER_IS_BETTER)}.")
+    if not _values(selection.cells, metric):
+        raise ValueError(f"no {metric} values in the selected cells; choose another --metric.")
+    samplers = selection.samplers
+    pick = max if HIGHER_IS_BETTER[metric] else min
+    direction = "higher" if HIGHER_IS_BETTER[metric] else "lower"
+    lines = [
+        (
+            f"{METRIC_TITLES[metric]} ({direction} is better), mean ± 95 % CI over images x "
+            f"seeds; {_describe(selection.setting)}."
+        ),
+        "",
+        "| task | " + " | ".join(samplers) + " |",
+        "|:---|" + "---:|" * len(samplers),
+    ]
+    for task in selection.tasks:
+        stats: dict[str, tuple[float, float]] = {}
+        texts: dict[str, str] = {}
+        for sampler in samplers:
+            group = selection.group(task, sampler)
+            values = _values(group, metric)
+            if values:
+                stats[sampler] = mean_ci(values)
+            elif group and all(c.status == "skipped" for c in group):
+                texts[sampler] = "skipped"
+        best = pick(m for m, _ in stats.values()) if stats else None
+        for sampler, (mean, ci) in stats.items():
+            texts[sampler] = f"**{_format(mean, ci)}**" if mean == best else _format(mean, ci)
+        lines.append(f"| {task} | " + " | ".join(texts.get(s, "–") for s in samplers) + " |")
+    return "\n".join(lines)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def cost_table(selection: Selection) -> str:
+    """The Markdown cost table: per sampler, over the done cells of every task."""
+    lines = [
+        "| sampler | NFE fwd | NFE fwd+bwd | s / sample | s / image | peak memory (MiB) | cells | "
+        + "skipped |",
+        "|:---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    kinds = set()
+    for sampler in selection.samplers:
+        group = selection.group(None, sampler)
+        done = [c for c in group if c.status == "done"]
+        kinds.update(c.peak_memory_kind for c in done)
+        memory = max((c.peak_memory_bytes for c in done), default=None)
+        memory_text = "–" if memory is None else f"{memory / 2**20:.0f}"
+        seconds = _mean([c.seconds_per_sample for c in done])
+        lines.append(
+            f"| {sampler} | {_mean([c.nfe_forward for c in done]):.0f} | "
+            f"{_mean([c.nfe_backward for c in done]):.0f} | "
+            f"{seconds:.3g} | {seconds * selection.setting.samples_per_cell:.3g} | "
+            f"{memory_text} | {len(done)} | "
+            f"{len(group) - len(done)} |"
+        )
+    notes = {
+        "cuda_max_allocated": "peak CUDA memory allocated during a batch",
+        "cpu_max_rss": "peak resident memory of the process (CPU runs)",
+    }
+    if kinds:
+        lines.append("")
+        lines.append("Peak memory: " + "; ".join(notes[k] for k in sorted(kinds)) + ".")
+    return "\n".join(lines)
+
+
+def report_markdown(selection: Selection, metric: str) -> str:
+    """Both tables as one Markdown document."""
+    return quality_table(selection, metric) + "\n\n" + cost_table(selection) + "\n"
+
+
+def _pyplot() -> ModuleType:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def compute_curve(selection: Selection, metric: str, path: Path) -> Path:
+    """Write the compute-curve PNG (see the module docstring) to ``path``."""
+    plt = _pyplot()
+    tasks = selection.tasks
+    columns = min(len(tasks), 5)
+    rows = math.ceil(len(tasks) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
+    for axis, task in zip(axes.flat, tasks):
+        sweep = []
+        for sampler in selection.samplers:
+            done = [c for c in selection.group(task, sampler) if c.status == "done"]
+            values = _values(done, metric)
+            if not values:
+                continue
+            calls = _mean([c.nfe_forward + c.nfe_backward for c in done])
+            match = _SWEEP_LABEL.fullmatch(sampler)
+            if match and done[0].algorithm == "mgdm":
+                sweep.append((int(match.group(1)), calls, _mean(values)))
+            else:
+                axis.plot(calls, _mean(values), "o")
+                axis.annotate(sampler, (calls, _mean(values)), fontsize=6)
+        if sweep:
+            sweep.sort()
+            axis.plot(
+                [s[1] for s in sweep],
+                [s[2] for s in sweep],
+                "k.-",
+                label="MGDM, R = " + ",".join(str(s[0]) for s in sweep),
+            )
+            axis.legend(fontsize=6)
+        axis.set_title(task, fontsize=8)
+        axis.set_xlabel("network calls per sample", fontsize=7)
+        axis.set_ylabel(metric, fontsize=7)
+        axis.tick_params(labelsize=6)
+    for axis in list(axes.flat)[len(tasks) :]:
+        axis.axis("off")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def sample_grid(db: Path, selection: Selection, task: str, path: Path, max_images: int = 6) -> Path:
+    """Write the sample grid of ``task`` (first seed, first ``max_images`` images) to ``path``."""
+    plt = _pyplot()
+    setting = selection.setting
+    cells = [c for c in selection.cells if c.task == task]
+    seed = min(c.seed for c in cells)
+    images = sorted({c.image for c in cells if c.seed == seed})[:max_images]
+    samplers = selection.samplers
+    truths = read_images(db, setting.image_set, images)
+    views = read_observations(db, setting.image_set, task, seed, setting.sigma_y, images)
+    samples = {
+        (c.sampler, c.image): decode_array(c.sample, c.sample_shape)
+        for c in cells
+        if c.seed == seed and c.sample is not None
+    }
+    titles = ["observation", *samplers, "truth"]
+    figure, axes = plt.subplots(
+        len(images), len(titles), figsize=(1.2 * len(titles), 1.25 * len(images)), squeeze=False
+    )
+    for row, image in enumerate(images):
+        pictures = [
+            views.get(image),
+            *(samples.get((s, image)) for s in samplers),
+            truths.get(image),
+        ]
+        for column, picture in enumerate(pictures):
+            axis = axes[row, column]
+            axis.axis("off")
+            if row == 0:
+                axis.set_title(titles[column], fontsize=6)
+            if picture is not None:
+                shown = display_image(picture).numpy()
+                axis.imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    figure.suptitle(f"{task}, seed {seed}", fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_report(
+    db: Path | str,
+    metric: str = "psnr",
+    out: Path | str | None = None,
+    max_images: int = 6,
+    **filters: object,
+) -> tuple[str, list[Path]]:
+    """The Markdown tables of the setting picked by ``filters``; with ``out``, also
+    ``table.md``, ``compute_curve.png`` and ``grid_{task}.png`` there. Returns the Markdown and
+    the files written."""
+    db = Path(db)
+    selection = select_setting(read_cells(db), **filters)
+    text = report_markdown(selection, metric)
+    if out is None:
+        return text, []
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(text)
+    written = [out / "table.md", compute_curve(selection, metric, out / "compute_curve.png")]
+    for task in selection.tasks:
+        written.append(sample_grid(db, selection, task, out / f"grid_{task}.png", max_images))
+    return text, written

@@ -1,0 +1,66 @@
+"""``mgdm report``: the tables, compute curve and sample grids of an image-benchmark database."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mgdm.bench.report import HIGHER_IS_BETTER, write_report
+
+
+def _budget(text: str) -> float:
+    """``default`` (the samplers' own configurations, stored as 0) or a number of calls."""
+    if text == "default":
+        return 0.0
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'default' or a number; got {text!r}") from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="tables and figures of an image-benchmark database (`mgdm bench images`)",
+        description="Print the quality table (tasks x samplers, mean ± 95% CI, best in bold) and "
+        "the cost table of one setting of the database; with --out, also write table.md, "
+        "compute_curve.png and one grid_TASK.png of samples per task.",
+    )
+    parser.add_argument("--db", required=True, help="the database of `mgdm bench images`")
+    parser.add_argument("--out", help="folder for table.md and the PNG figures")
+    parser.add_argument(
+        "--metric",
+        default="psnr",
+        choices=list(HIGHER_IS_BETTER),
+        help="metric of the quality table and the compute curve (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--grid-images", type=int, default=6, help="rows of the sample grids (default: 6)"
+    )
+    group = parser.add_argument_group("setting (needed when the database holds several)")
+    group.add_argument("--prior", help="prior name")
+    group.add_argument("--image-set", help="image set, e.g. fashion-mnist-test")
+    group.add_argument("--sigma-y", type=float, help="noise std of the observations")
+    group.add_argument("--budget", type=_budget, help="'default' or the budget in network calls")
+    group.add_argument("--samples-per-cell", type=int, help="samples per (image, seed)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.grid_images < 1:
+        raise ValueError(f"--grid-images must be >= 1; got {args.grid_images}.")
+    text, written = write_report(
+        args.db,
+        args.metric,
+        args.out,
+        args.grid_images,
+        prior=args.prior,
+        image_set=args.image_set,
+        sigma_y=args.sigma_y,
+        budget=args.budget,
+        samples_per_cell=args.samples_per_cell,
+    )
+    sys.stdout.write(text)
+    for path in written:
+        sys.stdout.write(f"wrote {path}\n")
+    return 0
