@@ -115,3 +115,12 @@ def test_mgdm_runs_on_a_tiny_mix(prior, problem) -> None:
     assert result.samples.shape == (2, 4, LENGTH)
     assert bool(torch.isfinite(result.samples).all())
     assert result.cost.nfe_backward == sampler.config.expected_vjp() == 2 * 3 * 20  # i >= K - 10
+
+
+def test_all_in_an_image_or_vector_list_leaves_the_audio_separator_out():
+    from mgdm.samplers.registry import parse_sampler_list
+
+    assert "msdm" in parse_sampler_list("all")
+    assert "msdm" in parse_sampler_list("all", domain="audio")
+    assert "msdm" not in parse_sampler_list("all", domain="image")
+    assert len(parse_sampler_list("all", domain="vector")) == 8

@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         if m < 1:
             raise ValueError(f"--obs-dim values must be >= 1; got {m}.")
     samplers = []
-    for name in parse_sampler_list(args.samplers):
+    for name in parse_sampler_list(args.samplers, domain="vector"):
         cls = sampler_class(name)
         label = name
         if name == "mgdm":

@@ -127,7 +127,8 @@ def sampler_variants(
     """Variants from ``"all"`` / a comma list / a list of names, plus one MGDM variant per
     Gibbs sweep count ``R`` in ``mgdm_sweeps`` (labelled ``mgdm-R{R}``, after the preset name
     when it is not ``default``)."""
-    names = parse_sampler_list(samplers if isinstance(samplers, str) else ",".join(samplers))
+    text = samplers if isinstance(samplers, str) else ",".join(samplers)
+    names = parse_sampler_list(text, domain="image")
     prefix = "mgdm" if mgdm_preset == "default" else f"mgdm-{mgdm_preset}"
     variants = [
         SamplerVariant(prefix, n, mgdm_preset) if n == "mgdm" else SamplerVariant(n, n)

@@ -114,6 +114,9 @@ class Sampler(ABC, Generic[ConfigT]):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
+    domains: ClassVar[tuple[str, ...]] = ("image", "audio", "vector")
+    """The problem domains the method is meant for; ``"all"`` in a domain's sampler list means
+    the registered samplers of that domain."""
 
     def __init__(self, config: ConfigT | None = None, **overrides: Any):
         if config is None:

@@ -114,6 +114,7 @@ class MSDM(Sampler[MSDMConfig]):
 
     name: ClassVar[str] = "msdm"
     config_class: ClassVar[type] = MSDMConfig
+    domains: ClassVar[tuple[str, ...]] = ("audio",)
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
         operator = problem.operator

@@ -48,16 +48,24 @@ def sampler_class(name: str) -> type[Sampler]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def parse_sampler_list(text: str) -> list[str]:
-    """``"all"`` or a comma list of registered names; raises ``ValueError`` naming the bad one."""
+def parse_sampler_list(text: str, domain: str | None = None) -> list[str]:
+    """``"all"`` or a comma list of registered names; raises ``ValueError`` naming the bad one.
+
+    With a ``domain`` (``"image"``, ``"audio"``, ``"vector"``: the Gaussian-mixture benchmark), ``"all"``
+    keeps the samplers meant for it."""
     if text.strip() == "all":
-        return sampler_names()
+        names = sampler_names()
+        if domain is None:
+            return names
+        return [n for n in names if domain in sampler_class(n).domains]
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise ValueError("no sampler named; give 'all' or a comma list such as 'mgdm,dps'.")
     for name in names:
         if name not in BUILTIN_SAMPLERS and name not in _EXTRA:
-            raise ValueError(f"unknown sampler {name!r}; accepted: all, {', '.join(sampler_names())}.")
+            raise ValueError(
+                f"unknown sampler {name!r}; accepted: all, {', '.join(sampler_names())}."
+            )
     return names
 
 
