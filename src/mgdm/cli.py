@@ -2,7 +2,8 @@
 
 Each command lives in its own module exposing ``add_parser(subparsers)``; the parser sets
 ``func`` to a callable taking the parsed arguments and returning an exit status. Any
-``ValueError`` raised by the library becomes a one-line message and exit status 2.
+``ValueError`` or ``FileNotFoundError`` raised by the library becomes a one-line message and
+exit status 2.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f"mgdm {args.command}: error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. `| head`)

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 def run_images(args: argparse.Namespace) -> int:
     from mgdm.data.fashion_mnist import load_fashion_mnist
     from mgdm.priors.catalog import load_prior
-    from mgdm.restore import restore_batch, simulate_observation, write_grid
+    from mgdm.restore import prior_image_shape, restore_batch, simulate_observation, write_grid
     from mgdm.samplers.registry import build_sampler
     from mgdm.tasks.registry import make_task
 
@@ -79,7 +79,7 @@ def run_images(args: argparse.Namespace) -> int:
     cleans = load_fashion_mnist("test", limit=args.images).images
     results = []
     for name in DEMO_TASKS:
-        task = make_task(name, tuple(prior.sample_shape))
+        task = make_task(name, prior_image_shape(prior))
         observations = torch.stack(
             [simulate_observation(task, clean, 0.05, seed=k) for k, clean in enumerate(cleans)]
         )

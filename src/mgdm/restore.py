@@ -12,7 +12,9 @@ and the per-pixel standard deviation (``N - 1`` in the denominator; zero for ``N
     result = restore(y, task, prior="fashion-mnist", sampler="mgdm", samples=4, clean=clean)
     result.samples, result.mean, result.std, result.psnr, result.cost
 
-Images are ``[C, H, W]`` tensors in ``[-1, 1]``.
+Images are ``[C, H, W]`` tensors in ``[-1, 1]``. With a latent prior
+(:class:`mgdm.latent.LatentPrior`) the sampler runs on latents against ``g(y | A(Dec(z)))`` and
+the samples are decoded (then clamped) before they are summarised.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mgdm.latent.prior import LatentPrior, decode_samples
+from mgdm.latent.problem import latent_problem
 from mgdm.operators.noise import GaussianNoise
 from mgdm.priors.base import Denoiser
 from mgdm.priors.catalog import load_prior
@@ -35,6 +39,12 @@ from mgdm.tasks.registry import Task
 
 _OBSERVATION_STREAM = 11
 _SAMPLE_STREAM = 12
+
+
+def prior_image_shape(prior: Denoiser) -> tuple[int, ...]:
+    """The shape of the images a prior describes: its sample shape, or for a latent prior the
+    shape of its decoded latents."""
+    return tuple(prior.image_shape if isinstance(prior, LatentPrior) else prior.sample_shape)
 
 
 def simulate_observation(task: Task, clean: Tensor, sigma_y: float, seed: int = 0) -> Tensor:
@@ -130,18 +140,23 @@ def restore_batch(
     if cleans is not None and cleans.shape[0] != count:
         raise ValueError(f"{count} observations but {cleans.shape[0]} clean images.")
     prior = load_prior(prior) if isinstance(prior, (str, Path)) else prior
-    if tuple(prior.sample_shape) != tuple(task.image_shape):
+    if tuple(prior_image_shape(prior)) != tuple(task.image_shape):
         raise ValueError(
-            f"the prior draws images of shape {list(prior.sample_shape)} but task {task.name!r} was "
-            f"built for {list(task.image_shape)}."
+            f"the prior draws images of shape {list(prior_image_shape(prior))} but task "
+            f"{task.name!r} was built for {list(task.image_shape)}."
         )
     sampler = build_sampler(sampler, task=task.name) if isinstance(sampler, str) else sampler
     repeated = observations.repeat_interleave(samples, dim=0)
     problem = Problem(task.operator, repeated, GaussianNoise(sigma_y))
+    if isinstance(prior, LatentPrior):
+        problem = latent_problem(problem, prior)
     seeds = [s for k in range(count) for s in sample_seeds(seed, samples, k)]
     result = sampler.sample(prior, problem, seeds, progress=progress)
+    images = result.samples
+    if isinstance(prior, LatentPrior):
+        images = decode_samples(prior, images)
     restorations = []
-    for k, drawn in enumerate(result.samples.split(samples)):
+    for k, drawn in enumerate(images.split(samples)):
         mean = drawn.mean(0)
         std = drawn.std(0, unbiased=True) if samples > 1 else torch.zeros_like(mean)
         scores: dict[str, object] = {}

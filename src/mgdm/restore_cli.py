@@ -70,7 +70,13 @@ def run(args: argparse.Namespace) -> int:
     from mgdm.data.fashion_mnist import load_fashion_mnist
     from mgdm.image_io import read_image, read_observation, save_observation
     from mgdm.priors.catalog import load_prior
-    from mgdm.restore import restore, simulate_observation, summary_line, write_grid
+    from mgdm.restore import (
+        prior_image_shape,
+        restore,
+        simulate_observation,
+        summary_line,
+        write_grid,
+    )
     from mgdm.samplers.registry import build_sampler
     from mgdm.tasks.registry import make_task
 
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if not str(args.out).lower().endswith(".png"):
         raise ValueError(f"--out must name a .png file; got {args.out}.")
     prior = load_prior(args.prior, device=args.device)
-    task = make_task(args.task, tuple(prior.sample_shape))
+    task = make_task(args.task, prior_image_shape(prior))
     sampler = build_sampler(args.sampler, task=task.name, preset=args.preset)
     if args.nfe is not None:
         sampler = sampler.with_budget(args.nfe)

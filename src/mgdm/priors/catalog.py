@@ -7,7 +7,8 @@
 * ``"fashion-mnist-kde"``: the exact kernel-density prior on the first 1,000 Fashion-MNIST
   training images with bandwidth 0.1 (needs the Debian data package; exact posteriors);
 * a path to a diffusers folder (a pipeline folder with ``unet/`` and ``scheduler/``, or a UNet
-  folder with ``config.json``);
+  folder with ``config.json``); with a ``vae/`` folder too (Stable Diffusion's layout), a latent
+  prior (:func:`mgdm.latent.load_latent_prior`);
 * ``"adm-ffhq256:PATH"`` or ``"adm-imagenet256:PATH"``: a guided-diffusion checkpoint of the
   paper's FFHQ 256 or ImageNet 256 unconditional model (``.pt`` via ``weights_only=True`` or
   ``.safetensors``).
@@ -67,6 +68,10 @@ def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser
     if separator and preset in ADM_PRESETS:
         return load_adm_prior(checkpoint, ADM_PRESETS[preset], device=device)
     path = Path(text)
+    if (path / "vae" / "config.json").is_file():
+        from mgdm.latent.loader import load_latent_prior  # lazy: avoids an import cycle
+
+        return load_latent_prior(path, device=device)
     if path.is_dir():
         return load_diffusers_prior(path, device=device)
     if path.is_file():

@@ -114,7 +114,7 @@ class Sampler(ABC, Generic[ConfigT]):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
-    domains: ClassVar[tuple[str, ...]] = ("image", "audio", "vector")
+    domains: ClassVar[tuple[str, ...]] = ("image", "latent", "audio", "vector")
     """The problem domains the method is meant for; ``"all"`` in a domain's sampler list means
     the registered samplers of that domain."""
 

@@ -21,6 +21,8 @@ BUILTIN_SAMPLERS: dict[str, str] = {
     "daps": "mgdm.samplers.daps:DAPS",
     "pnpdm": "mgdm.samplers.pnpdm:PnPDM",
     "msdm": "mgdm.samplers.msdm:MSDM",
+    "psld": "mgdm.samplers.psld:PSLD",
+    "resample": "mgdm.samplers.resample:ReSample",
 }
 """Registered sampler names -> ``module:Class``, in the order tables list them."""
 
@@ -51,7 +53,8 @@ def sampler_class(name: str) -> type[Sampler]:
 def parse_sampler_list(text: str, domain: str | None = None) -> list[str]:
     """``"all"`` or a comma list of registered names; raises ``ValueError`` naming the bad one.
 
-    With a ``domain`` (``"image"``, ``"audio"``, ``"vector"``: the Gaussian-mixture benchmark), ``"all"``
+    With a ``domain`` (``"image"``, ``"latent"``, ``"audio"``, ``"vector"``: the Gaussian-mixture
+    benchmark), ``"all"``
     keeps the samplers meant for it."""
     if text.strip() == "all":
         names = sampler_names()

@@ -66,8 +66,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
     _add_classifier_parser(commands)
     from mgdm.audio.cli import add_train_command
+    from mgdm.latent.cli import add_train_commands as add_latent_train_commands
 
     add_train_command(commands)
+    add_latent_train_commands(commands)
 
 
 def _add_classifier_parser(commands: argparse._SubParsersAction) -> None:
