@@ -313,3 +313,23 @@ def test_restore_runs_on_a_latent_prior(runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "PSNR" in printed and out.is_file()
     assert main([*argv, "--sampler", "psld", "--nfe", "20", "--samples", "1", "--out", str(out)]) == 0
+
+
+@installed
+def test_image_benchmark_runs_on_a_latent_prior(runs, tmp_path):
+    from mgdm.bench.images import run_image_benchmark
+    from mgdm.bench.images_db import read_cells
+
+    _, prior_dir = runs
+    db = tmp_path / "latent.sqlite"
+    summary = run_image_benchmark(
+        str(prior_dir), "sr4,jpeg", "all", 1, "0", 0.05, db, budget=30,
+        classifier=None, progress=False,
+    )  # fmt: skip
+    cells = {(c.task, c.sampler): c for c in read_cells(db)}
+    assert {s for _, s in cells} == {"mgdm", "dps", "pgdm", "ddnm", "diffpir", "reddiff", "daps",
+                                     "pnpdm", "psld", "resample"}  # fmt: skip
+    assert cells[("sr4", "psld")].status == "done" and cells[("sr4", "mgdm")].psnr is not None
+    assert cells[("jpeg", "psld")].status == "skipped"  # PSLD needs a linear A
+    assert cells[("sr4", "ddnm")].status == "skipped"  # no SVD through the decoder
+    assert summary.done + summary.skipped == len(cells)

@@ -62,6 +62,8 @@ from mgdm.bench.images_db import (
     stored_configs,
 )
 from mgdm.data.fashion_mnist import load_fashion_mnist
+from mgdm.latent.prior import LatentPrior, decode_samples
+from mgdm.latent.problem import latent_problem
 from mgdm.metrics.fashion_classifier import (
     SHIPPED_CLASSIFIER_DIR,
     FashionClassifier,
@@ -73,10 +75,11 @@ from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.operators.base import LinearOperator, Operator
 from mgdm.operators.noise import GaussianNoise
 from mgdm.priors.base import Denoiser
-from mgdm.priors.catalog import load_prior
+from mgdm.priors.catalog import load_prior, prior_domain
 from mgdm.priors.kernel_density import KernelDensityPrior
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise, derive_seed
+from mgdm.restore import prior_image_shape
 from mgdm.samplers._common import TASK_NAMES
 from mgdm.samplers.base import Sampler
 from mgdm.samplers.registry import build_sampler, parse_sampler_list
@@ -122,13 +125,16 @@ class SamplerVariant:
 
 
 def sampler_variants(
-    samplers: str | Sequence[str], mgdm_preset: str = "default", mgdm_sweeps: Sequence[int] = ()
+    samplers: str | Sequence[str],
+    mgdm_preset: str = "default",
+    mgdm_sweeps: Sequence[int] = (),
+    domain: str = "image",
 ) -> list[SamplerVariant]:
-    """Variants from ``"all"`` / a comma list / a list of names, plus one MGDM variant per
-    Gibbs sweep count ``R`` in ``mgdm_sweeps`` (labelled ``mgdm-R{R}``, after the preset name
-    when it is not ``default``)."""
+    """Variants from ``"all"`` (the samplers of ``domain``: ``image`` or ``latent``) / a comma
+    list / a list of names, plus one MGDM variant per Gibbs sweep count ``R`` in ``mgdm_sweeps``
+    (labelled ``mgdm-R{R}``, after the preset name when it is not ``default``)."""
     text = samplers if isinstance(samplers, str) else ",".join(samplers)
-    names = parse_sampler_list(text, domain="image")
+    names = parse_sampler_list(text, domain=domain)
     prefix = "mgdm" if mgdm_preset == "default" else f"mgdm-{mgdm_preset}"
     variants = [
         SamplerVariant(prefix, n, mgdm_preset) if n == "mgdm" else SamplerVariant(n, n)
@@ -357,12 +363,17 @@ class _Runner:
                 sampler = self._with_budget(variant.name, sampler)
                 config = config_json(sampler.config)
             zeros = torch.zeros(task.observation_shape)
-            sampler.check_compatible(
-                self.prior, Problem(task.operator, zeros, GaussianNoise(self.setting.sigma_y))
-            )
+            sampler.check_compatible(self.prior, self.problem(task, zeros))
         except ValueError as error:
             return Plan(None, variant.name, config, str(error))
         return Plan(sampler, variant.name, config, None)
+
+    def problem(self, task: Task, y: Tensor) -> Problem:
+        """``y = A(x) + noise`` for the prior: on latents ``g(y | A(Dec(z)))`` for a latent prior."""
+        problem = Problem(task.operator, y, GaussianNoise(self.setting.sigma_y))
+        return (
+            latent_problem(problem, self.prior) if isinstance(self.prior, LatentPrior) else problem
+        )
 
     def _with_budget(self, name: str, sampler: Sampler) -> Sampler:
         """``sampler.with_budget(budget)``, computed once per configuration."""
@@ -424,17 +435,14 @@ class _Runner:
             for i in batch.images
             for s in sample_seeds(task.name, batch.variant.name, i, batch.seed, count)
         ]
-        problem = Problem(
-            task.operator,
-            y.repeat_interleave(count, dim=0).to(self.device),
-            GaussianNoise(self.setting.sigma_y),
-        )
+        problem = self.problem(task, y.repeat_interleave(count, dim=0).to(self.device))
         _reset_peak_memory(self.device)
         result = sampler.sample(self.prior, problem, seeds, device=self.device)
         memory, memory_kind = _peak_memory(self.device)
-        samples = result.samples.to("cpu", torch.float32).reshape(
-            len(batch.images), count, *truth.shape[1:]
-        )
+        drawn = result.samples
+        if isinstance(self.prior, LatentPrior):
+            drawn = decode_samples(self.prior, drawn)
+        samples = drawn.to("cpu", torch.float32).reshape(len(batch.images), count, *truth.shape[1:])
         exact = isinstance(self.prior, KernelDensityPrior) and task.operator.svd is not None
         records = []
         for n, image in enumerate(batch.images):
@@ -630,10 +638,17 @@ def run_image_benchmark(
     """
     _check_options(budget, samples_per_cell, batch_size)
     task_names = parse_tasks(tasks)
+    domain = (
+        prior_domain(prior)
+        if isinstance(prior, str)
+        else ("latent" if isinstance(prior, LatentPrior) else "image")
+    )
     variants = [
         v
         for item in ([samplers] if isinstance(samplers, str) else samplers)
-        for v in ([item] if isinstance(item, SamplerVariant) else sampler_variants(item))
+        for v in (
+            [item] if isinstance(item, SamplerVariant) else sampler_variants(item, domain=domain)
+        )
     ]
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else sorted(set(seeds))
     if prior_name is None and not isinstance(prior, str):
@@ -648,10 +663,10 @@ def run_image_benchmark(
         device = resolve_device(device)
         if isinstance(prior, str):
             prior_name, prior = prior, load_prior(prior, device=device)
-        if tuple(pixels.shape[1:]) != tuple(prior.sample_shape):
+        if tuple(pixels.shape[1:]) != prior_image_shape(prior):
             raise ValueError(
                 f"the images have shape {list(pixels.shape[1:])} but the prior draws "
-                f"{list(prior.sample_shape)}."
+                f"{list(prior_image_shape(prior))}."
             )
         setting = Setting(
             prior_name,

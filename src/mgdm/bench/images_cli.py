@@ -8,6 +8,7 @@ import sys
 from mgdm.bench.gmm import parse_seeds
 from mgdm.bench.images import parse_tasks, run_image_benchmark, sampler_variants
 from mgdm.metrics.lpips import load_lpips
+from mgdm.priors.catalog import prior_domain
 from mgdm.samplers.mgdm import PRESETS
 
 
@@ -104,7 +105,8 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.tasks)
-    variants = sampler_variants(args.samplers, args.mgdm_preset, args.mgdm_sweeps)
+    domain = prior_domain(args.prior)
+    variants = sampler_variants(args.samplers, args.mgdm_preset, args.mgdm_sweeps, domain)
     seeds = parse_seeds(args.seeds)
     classifier = None if args.classifier_weights == "none" else args.classifier_weights
     try:

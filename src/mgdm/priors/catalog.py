@@ -44,6 +44,12 @@ ADM_PRESETS: dict[str, ADMConfig] = {
 }
 
 
+def prior_domain(spec: str | Path) -> str:
+    """``"latent"`` when ``spec`` is a folder in Stable Diffusion's layout (with ``vae/``), else
+    ``"image"``; decided from the files alone, without loading anything."""
+    return "latent" if (Path(str(spec)) / "vae" / "config.json").is_file() else "image"
+
+
 def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser:
     """The prior named or located by ``spec`` (see the module docstring).
 
@@ -68,7 +74,7 @@ def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser
     if separator and preset in ADM_PRESETS:
         return load_adm_prior(checkpoint, ADM_PRESETS[preset], device=device)
     path = Path(text)
-    if (path / "vae" / "config.json").is_file():
+    if prior_domain(path) == "latent":
         from mgdm.latent.loader import load_latent_prior  # lazy: avoids an import cycle
 
         return load_latent_prior(path, device=device)
