@@ -77,10 +77,18 @@ AUDIO_SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
         "tau": 0.005,
         "lr_min_ratio": 1e-3,
     },
-    "pnpdm": {"rho_min": 1e-3, "force_langevin": True, "langevin_step_size": 1e-9},
+    "pnpdm": {
+        "rho_min": 1e-3,
+        "force_langevin": True,
+        "langevin_step_size": 1e-9,
+        "sigma_max": 20.0,
+        "sigma_min": 5e-4,
+    },
 }
 """The Reference's audio settings of the baselines (baselines.md); PGDM, DDNM+ (eta 0.85),
-DiffPIR (zeta 1) and RED-diff use their defaults."""
+DiffPIR (zeta 1) and RED-diff use their defaults. PnP-DM's VE grid spans the audio prior's
+sigma range (5e-4 … 20, :func:`mgdm.audio.prior.msdm_schedule`): baselines.md gives only its
+``rho_min``, and the image grid's ``sigma_min = 0.02`` would exceed ``rho_min = 1e-3``."""
 
 
 def audio_mgdm_config(**overrides: Any) -> MGDMConfig:

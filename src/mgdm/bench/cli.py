@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mgdm.audio import bench_cli as audio_bench_cli
 from mgdm.bench import gmm_cli, images_cli
 
 
@@ -14,4 +15,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     gmm_cli.add_bench_commands(bench_sub)
     images_cli.add_bench_commands(bench_sub)
+    audio_bench_cli.add_bench_commands(bench_sub)
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])

@@ -1,0 +1,897 @@
+"""The source-separation benchmark (``mgdm bench audio``): samplers x mixtures x seeds, one SQLite
+row per cell, and its table and compute curve (``mgdm bench audio-table``).
+
+**Problem** (tasks.md §4). For a held-out example with stems ``x = (x_1, …, x_S)`` ``[S, N]``
+(:data:`~mgdm.audio.constants.STEMS` order), the observation is the noise-free mix
+``y = A x = sum_s x_s`` ``[N]`` (:class:`~mgdm.audio.mixing.Mixing`); the samplers see the
+Gaussian likelihood ``-||y - A x||^2 / (2 sigma_y^2)`` with ``sigma_y = 1e-4``
+(:data:`~mgdm.audio.separate.AUDIO_SIGMA_Y`). ``y`` is cut into windows of the prior's length
+``L`` exactly as ``mgdm separate`` does (half-window overlap, cross-faded back together:
+:func:`~mgdm.audio.separate.split_windows`, :func:`~mgdm.audio.separate.overlap_add`); a clip of
+at most ``L`` samples is one window (zero-padded). Window ``w`` of mixture ``i`` and run seed ``r`` is sampled with the
+seed ``derive_seed(name_key("audio"), name_key(algorithm), i, r, w)``: the sample does not depend
+on the batch, and all MGDM variants (every ``R``, the independent-stems prior) share their random
+numbers (common random numbers along the compute curve).
+
+**Mixtures.** The first ``count`` examples of the data file that the metric can score: at least
+one evaluation window holds two or more active stems (:mod:`mgdm.audio.metrics`).
+
+**Samplers** (:func:`audio_variants`). MGDM's audio preset (:func:`~mgdm.audio.separate.
+audio_mgdm_config`) once per Gibbs sweep count ``R`` (labels ``mgdm-R{R}``), the baselines with
+their audio settings (:func:`~mgdm.audio.separate.audio_sampler`), MSDM's Dirac separator
+(``msdm``), and ``mgdm-independent``: MGDM with the largest ``R`` on the product prior
+``p(x) = prod_s p_s(x_s)`` of four single-stem priors (ISDM-style,
+:class:`~mgdm.audio.prior.IndependentStemsPrior`; one call of it runs the four networks). With
+``budget``, every sampler is rescaled by ``Sampler.with_budget`` to about that many network
+calls per window. A sampler that cannot be built, rescaled or run on the mixing operator gets
+``skipped`` rows saying why; skipped rows are planned again by every run (a fixed sampler then
+fills them).
+
+**Metric.** SI-SDRi per stem and their mean (:func:`~mgdm.audio.metrics.si_sdr_improvement`:
+MSDM's 4 s windows with 2 s overlap, which become one window covering a clip of at most 4 s, the
+Proposal of tasks.md §4; windows with fewer than two active stems are skipped).
+
+**Database** (:data:`SCHEMA_VERSION`). Table ``meta`` (``key``, ``value``): ``kind``
+(:data:`DB_KIND`), ``schema_version``, ``data`` (the data file's SHA-256 and fingerprint, JSON), ``prior`` and ``independent_prior``
+(SHA-256 over the prior folder's ``prior.json`` and ``model.safetensors`` files) and
+``sigma_y``; a run whose setting differs from the stored one is refused. Table ``cells``, one
+row per ``(sampler, mixture, seed, budget)`` (``budget = 0``: the samplers' own
+configurations), written in its own transaction (WAL journal): ``status`` (``done``;
+``diverged``: the sampler returned non-finite stems, metrics NULL; ``skipped``: see ``reason``),
+``algorithm`` (registry name), ``prior`` (``joint`` or ``independent``), ``config`` (JSON),
+``si_sdri_{stem}`` per stem and ``si_sdri_mean`` (dB), ``windows_kept``, ``windows_total`` and
+``window_samples`` of the metric, per mixture ``nfe_forward`` and ``nfe_backward`` (network calls
+without / with a backward pass, summed over the mixture's windows) and ``seconds`` (the sampler
+call's time divided by its mixtures), ``batch_mixtures``, ``peak_memory_bytes`` and
+``peak_memory_kind`` (as in :mod:`mgdm.bench.images_db`), ``device``, ``finished_at`` (Unix
+time). A rerun skips the finished (``done``, ``diverged``) rows; a batch of ``batch_size``
+consecutive mixtures with a missing row is sampled again whole (same samples as an uninterrupted
+run) and only its missing rows are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from dataclasses import astuple, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from mgdm.audio.constants import STEMS
+from mgdm.audio.dataset import load_stem_tensor
+from mgdm.audio.metrics import si_sdr_improvement
+from mgdm.audio.mixing import Mixing
+from mgdm.audio.prior import MODEL_FILE, PRIOR_FILE, IndependentStemsPrior, load_audio_prior
+from mgdm.audio.separate import (
+    AUDIO_SIGMA_Y,
+    AudioDenoiser,
+    audio_sampler,
+    overlap_add,
+    split_windows,
+)
+from mgdm.bench.gmm import mean_ci, parse_seeds
+from mgdm.bench.images import _peak_memory, _reset_peak_memory, name_key, resolve_device
+from mgdm.bench.images_db import config_json
+from mgdm.bench.report import _pyplot
+from mgdm.latent.train import file_sha256
+from mgdm.operators.noise import GaussianNoise
+from mgdm.problem import Problem
+from mgdm.random import derive_seed
+from mgdm.samplers.base import Sampler
+from mgdm.samplers.registry import parse_sampler_list, sampler_names
+
+SCHEMA_VERSION = 1
+"""Version of the tables; a database of another version is refused."""
+
+DB_KIND = "mgdm-audio-bench"
+"""The ``kind`` entry of ``meta``: what tells an audio-benchmark database from another file."""
+
+DEFAULT_SWEEPS: tuple[int, ...] = (1, 2, 4, 6)
+"""Gibbs sweep counts of the MGDM variants: the compute curve."""
+
+WINDOW_OVERLAP = 0.5
+"""Overlap of the separation windows of a clip longer than the prior, as ``mgdm separate``."""
+
+INDEPENDENT_LABEL = "mgdm-independent"
+
+STEM_COLUMNS: tuple[str, ...] = tuple(f"si_sdri_{stem}" for stem in STEMS)
+
+_SEED_STREAM = name_key("audio")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cells (
+    sampler TEXT NOT NULL, mixture INTEGER NOT NULL, seed INTEGER NOT NULL, budget REAL NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'diverged', 'skipped')), reason TEXT,
+    algorithm TEXT NOT NULL, prior TEXT NOT NULL, config TEXT NOT NULL, finished_at REAL NOT NULL,
+    {", ".join(f"{c} REAL" for c in STEM_COLUMNS)}, si_sdri_mean REAL,
+    windows_kept INTEGER, windows_total INTEGER, window_samples INTEGER,
+    nfe_forward REAL, nfe_backward REAL, seconds REAL, batch_mixtures INTEGER,
+    peak_memory_bytes INTEGER, peak_memory_kind TEXT, device TEXT,
+    PRIMARY KEY (sampler, mixture, seed, budget)
+);
+"""
+
+
+# ----------------------------------------------------------------------------- samplers
+@dataclass(frozen=True)
+class AudioVariant:
+    """A sampler as it appears in the table: ``label`` (unique), registry ``name``, overrides of
+    its audio settings, and whether it runs on the independent-stems prior."""
+
+    label: str
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    independent: bool = False
+
+    def build(self) -> Sampler:
+        """``audio_sampler(name, **overrides)``."""
+        return audio_sampler(self.name, **self.overrides)
+
+
+def audio_variants(
+    samplers: str, mgdm_sweeps: Sequence[int], independent: bool
+) -> tuple[list[AudioVariant], list[str]]:
+    """The variants of ``samplers`` (``"all"``: the audio samplers; or a comma list) and notes.
+
+    ``mgdm`` becomes one variant ``mgdm-R{R}`` per ``R`` in ``mgdm_sweeps`` (the preset ``mgdm``
+    when it is empty), plus ``mgdm-independent`` with the largest of those ``R`` when
+    ``independent`` (a note says it is left out otherwise).
+    """
+    sweeps = list(dict.fromkeys(mgdm_sweeps))
+    for sweep in sweeps:
+        if isinstance(sweep, bool) or not isinstance(sweep, int) or sweep < 1:
+            raise ValueError(f"Gibbs sweep counts must be integers >= 1; got {sweep!r}.")
+    variants: list[AudioVariant] = []
+    notes: list[str] = []
+    for name in parse_sampler_list(samplers, domain="audio"):
+        if name != "mgdm":
+            variants.append(AudioVariant(name, name))
+            continue
+        if sweeps:
+            variants += [AudioVariant(f"mgdm-R{r}", name, {"gibbs_sweeps": r}) for r in sweeps]
+        else:
+            variants.append(AudioVariant(name, name))
+        overrides = {"gibbs_sweeps": max(sweeps)} if sweeps else {}
+        if independent:
+            variants.append(AudioVariant(INDEPENDENT_LABEL, name, overrides, independent=True))
+        else:
+            notes.append(f"{INDEPENDENT_LABEL} left out: no --independent-prior given.")
+    labels = [v.label for v in variants]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"sampler labels must be distinct; got {', '.join(labels)}.")
+    return variants, notes
+
+
+# ----------------------------------------------------------------------------- rows
+@dataclass(frozen=True)
+class AudioRow:
+    """One row of ``cells`` (module docstring); ``si_sdri`` holds the per-stem values in
+    :data:`STEMS` order (columns ``si_sdri_{stem}``). The measured fields are ``None`` in a
+    skipped row."""
+
+    sampler: str
+    mixture: int
+    seed: int
+    budget: float
+    status: str
+    reason: str | None
+    algorithm: str
+    prior: str
+    config: str
+    finished_at: float
+    si_sdri: tuple[float | None, ...] = (None,) * len(STEMS)
+    si_sdri_mean: float | None = None
+    windows_kept: int | None = None
+    windows_total: int | None = None
+    window_samples: int | None = None
+    nfe_forward: float | None = None
+    nfe_backward: float | None = None
+    seconds: float | None = None
+    batch_mixtures: int | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str | None = None
+    device: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int, int, float]:
+        return self.sampler, self.mixture, self.seed, self.budget
+
+    def values(self) -> tuple[object, ...]:
+        """The values in :data:`_COLUMNS` order."""
+        flat = astuple(self)
+        split = _FIELDS.index("si_sdri")
+        return (*flat[:split], *self.si_sdri, *flat[split + 1 :])
+
+    @classmethod
+    def from_values(cls, values: Sequence[object]) -> AudioRow:
+        """The inverse of :meth:`values`."""
+        split, count = _FIELDS.index("si_sdri"), len(STEM_COLUMNS)
+        stems = tuple(values[split : split + count])
+        return cls(*values[:split], stems, *values[split + count :])  # type: ignore[arg-type]
+
+
+_FIELDS = tuple(f.name for f in fields(AudioRow))
+_COLUMNS = tuple(c for f in _FIELDS for c in (STEM_COLUMNS if f == "si_sdri" else (f,)))
+
+
+# ----------------------------------------------------------------------------- database
+def open_audio_db(path: Path | str) -> sqlite3.Connection:
+    """Open (creating if needed) an audio-benchmark database with a WAL journal; ``ValueError``
+    when the file cannot be used, is another kind of database, or has another schema version.
+
+    The connection opens a transaction at the first write; ``with connection:`` commits it.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, timeout=60.0)
+        tables = {n for (n,) in connection.execute("SELECT name FROM sqlite_master")}
+        if tables and _meta(connection).get("kind") != DB_KIND:
+            connection.close()
+            raise ValueError(f"{path} is not a database of `mgdm bench audio`.")
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.executescript(_SCHEMA)
+        with connection:
+            connection.executemany(
+                "INSERT OR IGNORE INTO meta VALUES (?, ?)",
+                [("kind", DB_KIND), ("schema_version", str(SCHEMA_VERSION))],
+            )
+        version = _meta(connection)["schema_version"]
+    except (OSError, sqlite3.Error) as error:
+        raise ValueError(f"cannot use {path} as the audio-benchmark database: {error}.") from None
+    if int(version) != SCHEMA_VERSION:
+        connection.close()
+        raise ValueError(
+            f"{path} holds schema version {version}; this mgdm writes version {SCHEMA_VERSION}."
+        )
+    return connection
+
+
+def _meta(connection: sqlite3.Connection) -> dict[str, str]:
+    """The ``meta`` table as a dict (empty when there is none)."""
+    try:
+        return dict(connection.execute("SELECT key, value FROM meta"))
+    except sqlite3.OperationalError:
+        return {}
+
+
+def check_setting(connection: sqlite3.Connection, setting: dict[str, str], path: Path) -> None:
+    """Store ``setting`` in ``meta``; ``ValueError`` when a stored entry differs."""
+    stored = _meta(connection)
+    for key, value in setting.items():
+        if stored.get(key, value) != value:
+            raise ValueError(
+                f"{path} holds separations of another {key.replace('_', ' ')} than this run's; "
+                "use another --db."
+            )
+    with connection:
+        connection.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", setting.items())
+
+
+def insert_row(connection: sqlite3.Connection, row: AudioRow) -> None:
+    """Write one row in its own transaction (replacing a ``skipped`` row of the same key)."""
+    placeholders = ", ".join("?" for _ in _COLUMNS)
+    with connection:
+        connection.execute(
+            f"INSERT OR REPLACE INTO cells ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
+            row.values(),
+        )
+
+
+def stored_rows(connection: sqlite3.Connection) -> list[AudioRow]:
+    """Every row of ``cells``, in key order."""
+    query = f"SELECT {', '.join(_COLUMNS)} FROM cells ORDER BY sampler, budget, mixture, seed"
+    return [AudioRow.from_values(values) for values in connection.execute(query)]
+
+
+def read_audio_db(path: Path | str) -> tuple[dict[str, str], list[AudioRow]]:
+    """``(meta, rows)`` of an existing database, opened read-only; ``ValueError`` when ``path`` is
+    not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no audio-benchmark database at {path}.")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            meta = _meta(db)
+            if meta.get("kind") != DB_KIND:
+                raise ValueError(f"{path} is not a database of `mgdm bench audio`.")
+            return meta, stored_rows(db)
+    except sqlite3.Error as error:
+        raise ValueError(f"cannot read {path}: {error}.") from None
+
+
+# ----------------------------------------------------------------------------- inputs
+def prior_digest(folder: Path | str) -> str:
+    """SHA-256 over the ``prior.json`` and ``model.safetensors`` files under ``folder`` (with
+    their relative paths): what identifies a prior folder, single or independent stems."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.name in (PRIOR_FILE, MODEL_FILE)):
+        digest.update(f"{path.relative_to(folder).as_posix()}:{file_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def load_priors(
+    prior: Path | str, independent_prior: Path | str | None, device: torch.device
+) -> dict[str, AudioDenoiser]:
+    """``{"joint": the four-stem prior, "independent": the product prior}`` (the latter only
+    with ``independent_prior``); ``ValueError`` when a folder holds the other kind."""
+    joint = load_audio_prior(prior, device)
+    if isinstance(joint, IndependentStemsPrior):
+        raise ValueError(  # noqa: TRY004 - a wrong folder is an input error (one-line message)
+            f"--prior {prior} holds single-stem priors; give it as --independent-prior and a "
+            "four-stem prior (from `mgdm train audio-prior --stems all`) as --prior."
+        )
+    priors: dict[str, AudioDenoiser] = {"joint": joint}
+    if independent_prior is not None:
+        product = load_audio_prior(independent_prior, device)
+        if not isinstance(product, IndependentStemsPrior):
+            raise ValueError(
+                f"--independent-prior {independent_prior} holds a prior of the stems "
+                f"{list(product.stems)}; expected the subfolders {', '.join(STEMS)} each holding "
+                "a single-stem prior."
+            )
+        priors["independent"] = product
+    return priors
+
+
+def check_data(names: Sequence[str], sample_rate: int, priors: dict[str, AudioDenoiser]) -> None:
+    """``ValueError`` unless the data's stems are :data:`STEMS` and every prior's stems and rate
+    are the data's."""
+    if tuple(names) != STEMS:
+        raise ValueError(f"the data holds the stems {list(names)}; expected {list(STEMS)}.")
+    for kind, prior in priors.items():
+        if tuple(prior.stems) != STEMS or prior.sample_rate != sample_rate:
+            raise ValueError(
+                f"the {kind} prior models {list(prior.stems)} at {prior.sample_rate} Hz; the data "
+                f"holds {list(STEMS)} at {sample_rate} Hz."
+            )
+
+
+def select_mixtures(stems: Tensor, count: int, sample_rate: int) -> list[int]:
+    """Indices of the first ``count`` examples of ``stems`` ``[N, S, L]`` that SI-SDRi can score
+    (a window with at least two active stems); ``ValueError`` when there are fewer."""
+    chosen: list[int] = []
+    for index, example in enumerate(stems):
+        if si_sdr_improvement(example, example, sample_rate).windows_kept:
+            chosen.append(index)
+            if len(chosen) == count:
+                return chosen
+    raise ValueError(
+        f"the data holds {len(chosen)} scoreable mixtures (with two or more active stems) of "
+        f"{stems.shape[0]}; --mixtures asks for {count}."
+    )
+
+
+# ----------------------------------------------------------------------------- running
+@dataclass(frozen=True)
+class Plan:
+    """A variant ready to run: its sampler (``None``: skipped, ``reason`` says why) and its
+    configuration as JSON."""
+
+    sampler: Sampler | None
+    config: str
+    reason: str | None
+
+
+def plan_variant(
+    variant: AudioVariant, prior: AudioDenoiser, budget: float | None, sigma_y: float
+) -> Plan:
+    """Build, rescale to ``budget`` and check ``variant`` on the mixing operator of ``prior``."""
+    try:
+        sampler = variant.build()
+    except ValueError as error:
+        reason = f"its audio settings are invalid: {error}"
+        return Plan(None, json.dumps(variant.overrides, sort_keys=True), reason)
+    try:
+        if budget is not None:
+            sampler = sampler.with_budget(budget)
+        num_stems, length = prior.sample_shape
+        problem = Problem(Mixing(num_stems, length), torch.zeros(length), GaussianNoise(sigma_y))
+        sampler.check_compatible(prior, problem)
+    except ValueError as error:
+        return Plan(None, config_json(sampler.config), str(error))
+    return Plan(sampler, config_json(sampler.config), None)
+
+
+def window_seeds(algorithm: str, mixture: int, seed: int, windows: int) -> list[int]:
+    """The per-window sample seeds of one mixture (module docstring)."""
+    return [
+        derive_seed(_SEED_STREAM, name_key(algorithm), mixture, seed, w) for w in range(windows)
+    ]
+
+
+@dataclass(frozen=True)
+class Separated:
+    """The stems of a batch of mixtures and what they cost.
+
+    Attributes:
+        stems: float32 ``[b, S, N]``.
+        nfe_forward, nfe_backward: network calls per mixture (all its windows).
+        seconds: the sampler call's seconds divided by ``b``.
+        peak_memory: ``(bytes, kind)``.
+    """
+
+    stems: Tensor
+    nfe_forward: float
+    nfe_backward: float
+    seconds: float
+    peak_memory: tuple[int, str]
+
+
+def separate_batch(
+    sampler: Sampler,
+    prior: AudioDenoiser,
+    mixes: Tensor,
+    seeds: Callable[[int, int], list[int]],
+    sigma_y: float,
+    device: torch.device,
+) -> Separated:
+    """One sampler call on the ``b n`` windows of ``mixes`` ``[b, N]`` (``seeds(j, n)``: the
+    seeds of the ``n`` windows of mixture ``j``), cross-faded back to ``[b, S, N]``."""
+    num_stems, length = prior.sample_shape
+    overlap = round(WINDOW_OVERLAP * length)
+    windows = torch.stack([split_windows(mix, length, overlap) for mix in mixes])  # [b, n, L]
+    count, per_mixture = windows.shape[:2]
+    problem = Problem(
+        Mixing(num_stems, length),
+        windows.reshape(count * per_mixture, length).to(device),
+        GaussianNoise(sigma_y),
+    )
+    _reset_peak_memory(device)
+    flat_seeds = [s for j in range(count) for s in seeds(j, per_mixture)]
+    result = sampler.sample(prior, problem, flat_seeds, device=device)
+    memory = _peak_memory(device)
+    samples = result.samples.to("cpu", torch.float32).reshape(count, per_mixture, num_stems, length)
+    stems = torch.stack([overlap_add(s, mixes.shape[-1], overlap) for s in samples])
+    return Separated(
+        stems,
+        result.cost.nfe_forward * per_mixture,
+        result.cost.nfe_backward * per_mixture,
+        result.cost.seconds / count,
+        memory,
+    )
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """What the rows of one (variant, seed, budget) share."""
+
+    variant: AudioVariant
+    seed: int
+    budget: float
+    plan: Plan
+    device: str
+
+    def key(self, mixture: int) -> tuple[str, int, int, float]:
+        """The database key of ``mixture``'s row."""
+        return self.variant.label, mixture, self.seed, self.budget
+
+    def row(self, mixture: int, status: str, reason: str | None, **measured: Any) -> AudioRow:
+        """The row of ``mixture`` with the ``measured`` fields."""
+        return AudioRow(
+            sampler=self.variant.label,
+            mixture=mixture,
+            seed=self.seed,
+            budget=self.budget,
+            status=status,
+            reason=reason,
+            algorithm=self.variant.name,
+            prior="independent" if self.variant.independent else "joint",
+            config=self.plan.config,
+            finished_at=time.time(),
+            **measured,
+        )
+
+
+def _rows(
+    cells: _Cells, mixtures: Sequence[int], references: Tensor, separated: Separated, rate: int
+) -> list[AudioRow]:
+    """The rows of a separated batch: SI-SDRi of ``separated.stems`` against ``references``
+    ``[b, S, N]``."""
+    cost = {
+        "nfe_forward": separated.nfe_forward,
+        "nfe_backward": separated.nfe_backward,
+        "seconds": separated.seconds,
+        "batch_mixtures": len(mixtures),
+        "peak_memory_bytes": separated.peak_memory[0],
+        "peak_memory_kind": separated.peak_memory[1],
+        "device": cells.device,
+    }
+    rows = []
+    for mixture, estimate, reference in zip(mixtures, separated.stems, references):
+        if not bool(torch.isfinite(estimate).all()):
+            rows.append(cells.row(mixture, "diverged", "non-finite separated stems", **cost))
+            continue
+        score = si_sdr_improvement(estimate, reference, rate)
+        rows.append(
+            cells.row(
+                mixture,
+                "done",
+                None,
+                si_sdri=tuple(float(v) for v in score.per_stem),
+                si_sdri_mean=score.mean,
+                windows_kept=score.windows_kept,
+                windows_total=score.windows_total,
+                window_samples=score.window,
+                **cost,
+            )
+        )
+    return rows
+
+
+@dataclass
+class AudioSummary:
+    """What a call of :func:`run_audio_benchmark` did: rows written per status (``done``,
+    ``diverged``, ``skipped``), rows already finished, and notes."""
+
+    done: int = 0
+    diverged: int = 0
+    skipped: int = 0
+    already: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_options(mixtures: int, budget: float | None, batch_size: int) -> None:
+    if budget is not None and not (
+        isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0
+    ):
+        raise ValueError(f"the budget must be a number of network calls > 0; got {budget!r}.")
+    for name, value in (("--mixtures", mixtures), ("--batch", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+
+
+def run_audio_benchmark(
+    prior: Path | str,
+    data: Path | str,
+    db_path: Path | str,
+    *,
+    independent_prior: Path | str | None = None,
+    mixtures: int = 20,
+    samplers: str = "all",
+    mgdm_sweeps: Sequence[int] = DEFAULT_SWEEPS,
+    seeds: str | Sequence[int] = "0",
+    budget: float | None = None,
+    batch_size: int = 4,
+    sigma_y: float = AUDIO_SIGMA_Y,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> AudioSummary:
+    """Separate every (sampler, mixture, seed) cell not yet in the database ``db_path``.
+
+    Args:
+        prior: a four-stem prior folder (``mgdm train audio-prior --stems all``).
+        data: a stem file ``[N, 4, L]`` of ``mgdm audio-data`` (the test split).
+        db_path: the SQLite file (module docstring); finished rows are skipped.
+        independent_prior: a folder of four single-stem priors, for ``mgdm-independent``.
+        mixtures: how many scoreable mixtures, the first ones of the file.
+        samplers: ``"all"`` (the audio samplers) or a comma list of registered names.
+        mgdm_sweeps: one MGDM variant per Gibbs sweep count ``R``.
+        seeds: run seeds (``"0-2"`` or integers); each gives new sampler draws.
+        budget: network calls per window for every sampler (``None``: their own settings).
+        batch_size: mixtures per sampler call.
+        sigma_y: std of the likelihood (the observation itself is noise-free).
+        device: where the samplers run (metrics on the CPU).
+        progress: show a progress bar over cells.
+    """
+    _check_options(mixtures, budget, batch_size)
+    seed_list = parse_seeds(seeds) if isinstance(seeds, str) else sorted(set(seeds))
+    variants, notes = audio_variants(samplers, mgdm_sweeps, independent_prior is not None)
+    summary = AudioSummary(notes=notes)
+    if mixtures < 20:
+        notes.append(f"{mixtures} mixtures: the confidence intervals are rough below 20.")
+    device = resolve_device(device)
+    priors = load_priors(prior, independent_prior, device)
+    stem_data = load_stem_tensor(data)
+    check_data(stem_data.names, stem_data.sample_rate, priors)
+    indices = select_mixtures(stem_data.stems, mixtures, stem_data.sample_rate)
+    setting = {
+        "data": json.dumps({"sha256": file_sha256(Path(data)), **stem_data.fingerprint()}),
+        "prior": prior_digest(prior),
+        "sigma_y": repr(float(sigma_y)),
+    }
+    if independent_prior is not None:
+        setting["independent_prior"] = prior_digest(independent_prior)
+    key_budget = float(budget or 0)
+    db = Path(db_path)
+    with closing(open_audio_db(db)) as connection:
+        check_setting(connection, setting, db)
+        stored = [r for r in stored_rows(connection) if r.budget == key_budget]
+        finished = {r.key for r in stored if r.status != "skipped"}
+        plans = {}
+        for variant in variants:
+            kind = "independent" if variant.independent else "joint"
+            plans[variant.label] = plan_variant(variant, priors[kind], budget, sigma_y)
+        _check_configs(stored, plans, db)
+        batches = [
+            (_Cells(variant, seed, key_budget, plans[variant.label], str(device)), chunk)
+            for variant in variants
+            for seed in seed_list
+            for chunk in _chunks(indices, batch_size)
+        ]
+        missing = sum(cells.key(i) not in finished for cells, chunk in batches for i in chunk)
+        summary.already = len(variants) * len(seed_list) * len(indices) - missing
+        with tqdm(total=missing, unit="cell", desc="audio cells", disable=not progress) as bar:
+            for cells, chunk in batches:
+                if finished.issuperset(cells.key(i) for i in chunk):
+                    continue
+                references = stem_data.stems[chunk]
+                for row in _batch_rows(cells, chunk, references, priors, sigma_y, device):
+                    if row.key not in finished:
+                        insert_row(connection, row)
+                        setattr(summary, row.status, getattr(summary, row.status) + 1)
+                        bar.update(1)
+    return summary
+
+
+def _chunks(indices: Sequence[int], size: int) -> list[list[int]]:
+    """``indices`` cut into consecutive chunks of ``size`` (the last one shorter)."""
+    return [list(indices[start : start + size]) for start in range(0, len(indices), size)]
+
+
+def _batch_rows(
+    cells: _Cells,
+    batch: Sequence[int],
+    references: Tensor,
+    priors: dict[str, AudioDenoiser],
+    sigma_y: float,
+    device: torch.device,
+) -> list[AudioRow]:
+    """The rows of one batch of mixtures: separated and scored, or skipped."""
+    plan = cells.plan
+    if plan.sampler is None:
+        return [cells.row(i, "skipped", plan.reason) for i in batch]
+    prior = priors["independent" if cells.variant.independent else "joint"]
+
+    def seeds(j: int, windows: int) -> list[int]:
+        return window_seeds(cells.variant.name, batch[j], cells.seed, windows)
+
+    separated = separate_batch(plan.sampler, prior, references.sum(1), seeds, sigma_y, device)
+    return _rows(cells, batch, references, separated, prior.sample_rate)
+
+
+def _check_configs(stored: Sequence[AudioRow], plans: dict[str, Plan], db: Path) -> None:
+    """``ValueError`` when ``db`` holds finished rows of a label at this budget sampled with
+    another configuration than the one this run would use."""
+    for row in stored:
+        plan = plans.get(row.sampler)
+        if row.status != "skipped" and plan is not None and row.config != plan.config:
+            raise ValueError(
+                f"{db} holds {row.sampler!r} separations made with another configuration; use "
+                "another database or another sampler label."
+            )
+
+
+# ----------------------------------------------------------------------------- table
+_SWEEP_LABEL = re.compile(r"mgdm-R(\d+)")
+_COLUMN_TITLES = (*STEMS, "mean")
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """The table row of one sampler label at one budget.
+
+    Attributes:
+        label, algorithm, independent: the sampler.
+        scores: per column of :data:`_COLUMN_TITLES`, ``(mean, 95 % CI half-width)`` over the
+            mixtures of the per-mixture means over seeds (``None``: no value).
+        nfe_forward, nfe_backward, seconds: means over the done rows, per mixture.
+        peak_memory: the largest peak over the done rows, bytes (``None``: none done).
+        mixtures: mixtures with a done row.
+        diverged: rows whose stems were non-finite.
+        skipped: the reason of the skipped rows (``None``: none skipped).
+    """
+
+    label: str
+    algorithm: str
+    independent: bool
+    scores: tuple[tuple[float, float] | None, ...]
+    nfe_forward: float
+    nfe_backward: float
+    seconds: float
+    peak_memory: int | None
+    mixtures: int
+    diverged: int
+    skipped: str | None
+
+
+def label_stats(rows: Sequence[AudioRow]) -> LabelStats:
+    """The statistics of the rows of one label (and one budget)."""
+    done = [r for r in rows if r.status == "done"]
+    per_mixture: dict[int, list[tuple[float | None, ...]]] = {}
+    for row in done:
+        per_mixture.setdefault(row.mixture, []).append((*row.si_sdri, row.si_sdri_mean))
+    scores = []
+    for column in range(len(_COLUMN_TITLES)):
+        means = []
+        for values in per_mixture.values():
+            finite = [
+                v[column] for v in values if v[column] is not None and math.isfinite(v[column])
+            ]
+            if finite:
+                means.append(sum(finite) / len(finite))
+        scores.append(mean_ci(means) if means else None)
+    skipped = [r.reason for r in rows if r.status == "skipped"]
+
+    def mean(name: str) -> float:
+        return sum(getattr(r, name) for r in done) / len(done) if done else math.nan
+
+    return LabelStats(
+        rows[0].sampler,
+        rows[0].algorithm,
+        rows[0].prior == "independent",
+        tuple(scores),
+        mean("nfe_forward"),
+        mean("nfe_backward"),
+        mean("seconds"),
+        max((r.peak_memory_bytes for r in done), default=None),
+        len(per_mixture),
+        sum(r.status == "diverged" for r in rows),
+        skipped[0] if skipped else None,
+    )
+
+
+def _order(stats: LabelStats) -> tuple[int, bool, list[object]]:
+    """Registry order, joint before independent, labels in natural order (R2 before R10)."""
+    names = sampler_names()
+    rank = names.index(stats.algorithm) if stats.algorithm in names else len(names)
+    parts = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", stats.label)]
+    return rank, stats.independent, parts
+
+
+def select_budget(rows: Sequence[AudioRow], budget: float | None) -> list[AudioRow]:
+    """The rows of ``budget`` (``None``: the only budget in ``rows``); ``ValueError`` naming the
+    budgets present otherwise."""
+    budgets = sorted({r.budget for r in rows})
+    if not budgets:
+        raise ValueError("the database holds no separations yet.")
+    if budget is None and len(budgets) == 1:
+        budget = budgets[0]
+    if budget not in budgets:
+        listing = ", ".join("0 (own settings)" if b == 0 else f"{b:g}" for b in budgets)
+        raise ValueError(f"choose one --budget of the database: {listing}.")
+    return [r for r in rows if r.budget == budget]
+
+
+def table_stats(rows: Sequence[AudioRow]) -> list[LabelStats]:
+    """One :class:`LabelStats` per label of ``rows`` (one budget), in table order."""
+    groups: dict[str, list[AudioRow]] = {}
+    for row in rows:
+        groups.setdefault(row.sampler, []).append(row)
+    return sorted((label_stats(group) for group in groups.values()), key=_order)
+
+
+def _window_text(meta: dict[str, str], rows: Sequence[AudioRow]) -> str:
+    """Which SI-SDRi windows the rows used, in words."""
+    data = json.loads(meta["data"])
+    rate, length = data["sample_rate"], data["length"]
+    done = [r for r in rows if r.status == "done"]
+    if done and all(r.windows_total == 1 for r in done):
+        return (
+            f"one window covering each clip ({length:,} samples, {length / rate:.2f} s at "
+            f"{rate} Hz)"
+        )
+    window = max((r.window_samples for r in done), default=4 * rate)
+    return (
+        f"windows of {window:,} samples ({window / rate:g} s) with 2 s overlap over clips of "
+        f"{length:,} samples at {rate} Hz"
+    )
+
+
+def _cell(score: tuple[float, float] | None, best: float | None) -> str:
+    if score is None:
+        return "–"
+    mean, ci = score
+    text = f"{mean:.2f}" + ("" if math.isnan(ci) else f" ± {ci:.2f}")
+    return f"**{text}**" if mean == best else text
+
+
+def audio_table(meta: dict[str, str], rows: Sequence[AudioRow]) -> str:
+    """The Markdown table of the rows of one budget: SI-SDRi per stem and mean (best in bold),
+    then network calls, seconds and peak memory per mixture, and notes."""
+    stats = table_stats(rows)
+    budget = rows[0].budget
+    data = json.loads(meta["data"])
+    bests = [
+        max((s.scores[c][0] for s in stats if s.scores[c] is not None), default=None)
+        for c in range(len(_COLUMN_TITLES))
+    ]
+    lines = [
+        "SI-SDRi (dB, higher is better), mean ± 95 % CI over mixtures (seeds averaged per "
+        f"mixture); {_window_text(meta, rows)}; data: {data['split']} split, first seed "
+        f"{data['first_seed']}; "
+        + (
+            "the samplers' own settings."
+            if budget == 0
+            else f"every sampler at about {budget:g} network calls per window."
+        ),
+        "",
+        "| sampler | " + " | ".join(_COLUMN_TITLES) + " | NFE fwd | NFE fwd+bwd | s / mixture "
+        "| peak MiB | mixtures |",
+        "|:---|" + "---:|" * (len(_COLUMN_TITLES) + 5),
+    ]
+    notes = []
+    for s in stats:
+        if s.mixtures == 0:
+            cells = ["skipped" if s.skipped else "–"] * len(_COLUMN_TITLES) + ["–"] * 4
+        else:
+            memory = "–" if s.peak_memory is None else f"{s.peak_memory / 2**20:.0f}"
+            cells = [_cell(score, best) for score, best in zip(s.scores, bests)]
+            cells += [f"{s.nfe_forward:.0f}", f"{s.nfe_backward:.0f}", f"{s.seconds:.3g}", memory]
+        lines.append(f"| {s.label} | " + " | ".join(cells) + f" | {s.mixtures} |")
+        if s.skipped:
+            notes.append(f"{s.label} skipped: {s.skipped}")
+        if s.diverged:
+            notes.append(f"{s.label}: {s.diverged} separations diverged (non-finite stems).")
+    notes.append(
+        "Network calls and seconds per mixture (all its windows); mgdm-independent's call runs "
+        "the four single-stem networks. Peak memory: CUDA allocation or the process's resident "
+        "set (CPU)."
+    )
+    return "\n".join([*lines, "", *notes]) + "\n"
+
+
+def compute_curve(stats: Sequence[LabelStats], path: Path) -> Path:
+    """Write the PNG of mean SI-SDRi against network calls per mixture: the joint MGDM variants
+    ``mgdm-R{R}`` as a line over ``R``, every other sampler as a labelled point."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.5, 4.0))
+    sweep = []
+    for s in stats:
+        score = s.scores[-1]
+        if score is None:
+            continue
+        calls = s.nfe_forward + s.nfe_backward
+        match = _SWEEP_LABEL.fullmatch(s.label)
+        if match and s.algorithm == "mgdm" and not s.independent:
+            sweep.append((int(match.group(1)), calls, score[0]))
+        else:
+            axis.plot(calls, score[0], "o")
+            axis.annotate(s.label, (calls, score[0]), fontsize=7)
+    if sweep:
+        sweep.sort()
+        axis.plot(
+            [s[1] for s in sweep],
+            [s[2] for s in sweep],
+            "k.-",
+            label="MGDM, R = " + ",".join(str(s[0]) for s in sweep),
+        )
+        axis.legend(fontsize=7)
+    calls = [x for line in axis.get_lines() for x in line.get_xdata()]
+    if calls and min(calls) > 0 and max(calls) > 10 * min(calls):
+        axis.set_xscale("log")
+    axis.set_xlabel("network calls per mixture (forward + VJP)")
+    axis.set_ylabel("mean SI-SDRi (dB)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_audio_table(
+    db: Path | str, out: Path | str | None = None, budget: float | None = None
+) -> tuple[str, list[Path]]:
+    """The Markdown table of ``budget`` (``None``: the database's only one); with ``out``, also
+    ``table.md`` and ``compute_curve.png`` there. Returns the text and the files written."""
+    meta, rows = read_audio_db(db)
+    rows = select_budget(rows, budget)
+    text = audio_table(meta, rows)
+    if out is None:
+        return text, []
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(text, encoding="utf-8")
+    return text, [out / "table.md", compute_curve(table_stats(rows), out / "compute_curve.png")]
