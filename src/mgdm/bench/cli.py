@@ -1,4 +1,4 @@
-"""``mgdm bench``: the benchmarks' sub-commands (``gmm``, ``gmm-table``, ``images``)."""
+"""``mgdm bench``: the benchmarks' sub-commands (``gmm``, ``gmm-table``, ``images``, ``audio``, ``audio-table``)."""
 
 from __future__ import annotations
 
