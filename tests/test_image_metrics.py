@@ -109,3 +109,24 @@ def test_model_card_holds_the_measured_figures(tmp_path):
     assert f"**{sum(0.1 / s for s in range(1, 11)) / 10:.4f}**" in card
     path = write_sample_grid(_images(10, 7), tmp_path / "grid.png")
     assert path.is_file()
+
+
+def test_latent_model_card_describes_the_autoencoder(tmp_path):
+    run, autoencoder = tmp_path / "run", tmp_path / "autoencoder"
+    run.mkdir()
+    autoencoder.mkdir()
+    (run / "config.json").write_text(
+        json.dumps({"channels": [64], "batch_size": 4, "lr": 2e-4, "seed": 0, "limit": None})
+    )
+    (run / "train_log.csv").write_text("step,loss,seconds\n1,0.5,1.0\n2,0.3,2.0\n")
+    (autoencoder / "config.json").write_text(
+        json.dumps({"channels": [8, 16], "latent_channels": 3, "kl_weight": 1e-4,
+                    "batch_size": 8, "lr": 5e-4, "seed": 1})  # fmt: skip
+    )
+    (autoencoder / "train_log.csv").write_text("step,loss,seconds\n1,0.2,3.0\n")
+    (autoencoder / "metrics.json").write_text(
+        json.dumps({"images": 100, "psnr_mean": 25.5, "psnr_std": 2.0})
+    )
+    evaluation = PriorEvaluation(64, 50, 1.0, 30.0, 1.0, 0.5, 0.01, 0.91, "cpu", "2.13", 1)
+    card = render_model_card(run, evaluation, "cmd", "here", autoencoder)
+    assert "latent DDPM" in card and "25.50 dB" in card and "3 channel(s) in and out" in card

@@ -4,6 +4,8 @@
 
 * ``"fashion-mnist"``: the shipped epsilon-prediction DDPM on 32 x 32 Fashion-MNIST
   (``mgdm/assets/fashion-mnist-ddpm``, see its ``MODEL_CARD.md``);
+* ``"fashion-mnist-latent"``: the shipped latent DDPM on the 4 x 8 x 8 latents of a KL
+  autoencoder (``mgdm/assets/fashion-mnist-ldm``, Stable Diffusion's layout);
 * ``"fashion-mnist-kde"``: the exact kernel-density prior on the first 1,000 Fashion-MNIST
   training images with bandwidth 0.1 (needs the Debian data package; exact posteriors);
 * a path to a diffusers folder (a pipeline folder with ``unet/`` and ``scheduler/``, or a UNet
@@ -27,12 +29,16 @@ from mgdm.priors.diffusers_loader import load_diffusers_prior
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 SHIPPED_PIXEL_PRIOR_DIR = ASSETS_DIR / "fashion-mnist-ddpm"
 """The shipped pixel-space prior (diffusers layout: ``unet/``, ``scheduler/``)."""
+SHIPPED_LATENT_PRIOR_DIR = ASSETS_DIR / "fashion-mnist-ldm"
+"""The shipped latent prior (Stable Diffusion's layout: ``vae/``, ``unet/``, ``scheduler/``)."""
 
 KDE_IMAGES = 1000
 KDE_SIGMA = 0.1
 
 SHIPPED_PRIORS: dict[str, str] = {
     "fashion-mnist": "epsilon-prediction DDPM, 32x32 grey Fashion-MNIST (shipped weights)",
+    "fashion-mnist-latent": "latent DDPM on a KL autoencoder's 4x8x8 latents of Fashion-MNIST "
+    "(shipped weights)",
     "fashion-mnist-kde": f"exact kernel-density prior on {KDE_IMAGES} Fashion-MNIST training "
     f"images, bandwidth {KDE_SIGMA} (exact posteriors for linear tasks)",
 }
@@ -45,9 +51,10 @@ ADM_PRESETS: dict[str, ADMConfig] = {
 
 
 def prior_domain(spec: str | Path) -> str:
-    """``"latent"`` when ``spec`` is a folder in Stable Diffusion's layout (with ``vae/``), else
-    ``"image"``; decided from the files alone, without loading anything."""
-    return "latent" if (Path(str(spec)) / "vae" / "config.json").is_file() else "image"
+    """``"latent"`` for the shipped latent prior or a folder in Stable Diffusion's layout (with
+    ``vae/``), else ``"image"``; decided from the name and files, without loading anything."""
+    path = SHIPPED_LATENT_PRIOR_DIR if str(spec) == "fashion-mnist-latent" else Path(str(spec))
+    return "latent" if (path / "vae" / "config.json").is_file() else "image"
 
 
 def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser:
@@ -64,6 +71,13 @@ def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser
                 "train one with `mgdm train prior --out DIR` and pass DIR."
             )
         return load_diffusers_prior(SHIPPED_PIXEL_PRIOR_DIR, device=device)
+    if text == "fashion-mnist-latent":
+        if not (SHIPPED_LATENT_PRIOR_DIR / "vae").is_dir():
+            raise FileNotFoundError(
+                f"the shipped latent prior is missing from {SHIPPED_LATENT_PRIOR_DIR}; train one "
+                "with `mgdm train autoencoder` and `mgdm train latent-prior` and pass its folder."
+            )
+        return load_prior(SHIPPED_LATENT_PRIOR_DIR, device)
     if text == "fashion-mnist-kde":
         from mgdm.data.fashion_mnist import load_fashion_mnist
         from mgdm.priors.kernel_density import KernelDensityPrior

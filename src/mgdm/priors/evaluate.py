@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from mgdm.diffusion.bridge import ddim_step
 from mgdm.diffusion.schedules import timestep_grid
+from mgdm.latent.prior import LatentPrior, decode_samples
 from mgdm.priors.base import Denoiser
 from mgdm.random import SampleNoise, derive_seed
 
@@ -93,8 +94,9 @@ def evaluate_prior(
     prior: Denoiser, count: int = 1000, num_steps: int = 100, eta: float = 1.0, seed: int = 0
 ) -> tuple[PriorEvaluation, Tensor]:
     """Draw ``count`` samples and measure them (see the module docstring); returns the figures
-    and the samples ``[count, 1, 32, 32]``. Needs the Fashion-MNIST data and the shipped
-    classifier."""
+    and the samples ``[count, 1, 32, 32]`` (a latent prior's samples are decoded, then clamped,
+    before they are measured; the sampling time includes the decoding). Needs the Fashion-MNIST
+    data and the shipped classifier."""
     from mgdm.data.fashion_mnist import load_fashion_mnist
     from mgdm.metrics.fashion_classifier import SHIPPED_CLASSIFIER_DIR, load_classifier
     from mgdm.metrics.image_quality import frechet_distance
@@ -107,6 +109,8 @@ def evaluate_prior(
     started = time.perf_counter()
     seeds = [derive_seed(seed, 21, n) for n in range(count)]
     samples = sample_prior(prior, seeds, num_steps, eta, progress=True)
+    if isinstance(prior, LatentPrior):
+        samples = decode_samples(prior, samples)
     seconds = time.perf_counter() - started
     accuracy = json.loads((SHIPPED_CLASSIFIER_DIR / "metrics.json").read_text())["test_accuracy"]
     evaluation = PriorEvaluation(

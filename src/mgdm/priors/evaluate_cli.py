@@ -33,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--command", required=True, help="the training command, quoted in the card")
     parser.add_argument("--training-hardware", required=True, help="where it was trained, in words")
+    parser.add_argument(
+        "--autoencoder-run", help="for a latent prior: the `mgdm train autoencoder` run folder"
+    )
     parser.set_defaults(func=run)
 
 
@@ -45,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     evaluation, samples = evaluate_prior(load_prior(folder), args.samples, args.steps)
     save_evaluation(evaluation, folder / "evaluation.json")
     write_sample_grid(samples, folder / "samples.png")
-    card = render_model_card(run_dir, evaluation, args.command, args.training_hardware)
+    autoencoder_run = Path(args.autoencoder_run) if args.autoencoder_run else None
+    card = render_model_card(
+        run_dir, evaluation, args.command, args.training_hardware, autoencoder_run
+    )
     (folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     print(
         f"FID {evaluation.fid_prior_vs_test:.2f} (floor {evaluation.fid_train_vs_test:.2f}); "
