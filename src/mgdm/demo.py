@@ -1,6 +1,6 @@
 """``mgdm demo``: MGDM restores Fashion-MNIST test images with the shipped prior.
 
-For each of three tasks (super-resolution x4, box inpainting, Gaussian blur) the first --images test
+For each of three tasks (super-resolution x4, box inpainting, JPEG QF 2) the first --images test
 images are degraded (sigma_y 0.05) and restored with MGDM's --preset (default ``fast``), --samples
 posterior samples each; the demo prints PSNR/SSIM per task and writes ``OUT/restorations.png``
 (clean, observation, samples, posterior mean, per-pixel std for every image).
@@ -58,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-DEMO_TASKS: tuple[str, ...] = ("sr4", "box_inpainting", "gaussian_blur")
+DEMO_TASKS: tuple[str, ...] = ("sr4", "box_inpainting", "jpeg")
 
 
 def run(args: argparse.Namespace) -> int:
