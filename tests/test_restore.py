@@ -172,3 +172,16 @@ def test_load_prior_names_and_errors(tiny_prior_dir, tmp_path):
         load_prior(tmp_path / "weights.pt")
     with pytest.raises(ValueError, match="fashion-mnist"):
         load_prior("imagenet")
+
+
+@pytest.mark.parametrize(
+    ("name", "sample_shape"), [("fashion-mnist", SHAPE), ("fashion-mnist-latent", (4, 8, 8))]
+)
+def test_shipped_priors_load(name, sample_shape):
+    from mgdm.restore import prior_image_shape
+
+    prior = load_prior(name)
+    assert tuple(prior.sample_shape) == sample_shape
+    assert prior_image_shape(prior) == SHAPE
+    x = torch.zeros(2, *sample_shape)
+    assert prior.denoise(x, torch.tensor([500, 500])).shape == x.shape
