@@ -18,9 +18,11 @@ declare -A RUNS=(
   [main]="--prior fashion-mnist --tasks all --samplers all --images 16 --seeds 0 --budget 200 --batch 8"
   # Compute curve: MGDM's fast preset with R = 1, 2, 4, 6 Gibbs sweeps, beside three baselines
   # at their own (Reference) settings.
+  # The shipped latent prior: the ten tasks x the latent-capable samplers at 200 calls.
+  [latent]="--prior fashion-mnist-latent --tasks all --samplers all --images 8 --seeds 0 --budget 200 --batch 8"
   [curve]="--prior fashion-mnist --tasks sr4,box_inpainting --samplers dps,ddnm,reddiff --mgdm-preset fast --mgdm-sweeps 1,2,4,6 --images 8 --seeds 0 --batch 8"
 )
-ORDER=(kde-exact main curve)
+ORDER=(kde-exact main curve latent)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then
