@@ -34,7 +34,7 @@ def _images(count: int, seed: int) -> torch.Tensor:
 
 def test_psnr_and_ssim_against_their_definitions():
     reference = _images(1, 0)[0]
-    noisy = (reference + 0.1 * torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(1)))
+    noisy = reference + 0.1 * torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
     mse = ((noisy - reference) ** 2).flatten(1).mean(1)
     torch.testing.assert_close(psnr(noisy, reference), 10 * torch.log10(4 / mse))
     assert torch.allclose(ssim(reference[None], reference), torch.ones(1))
@@ -120,8 +120,16 @@ def test_latent_model_card_describes_the_autoencoder(tmp_path):
     )
     (run / "train_log.csv").write_text("step,loss,seconds\n1,0.5,1.0\n2,0.3,2.0\n")
     (autoencoder / "config.json").write_text(
-        json.dumps({"channels": [8, 16], "latent_channels": 3, "kl_weight": 1e-4,
-                    "batch_size": 8, "lr": 5e-4, "seed": 1})  # fmt: skip
+        json.dumps(
+            {
+                "channels": [8, 16],
+                "latent_channels": 3,
+                "kl_weight": 1e-4,
+                "batch_size": 8,
+                "lr": 5e-4,
+                "seed": 1,
+            }
+        )
     )
     (autoencoder / "train_log.csv").write_text("step,loss,seconds\n1,0.2,3.0\n")
     (autoencoder / "metrics.json").write_text(

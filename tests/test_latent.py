@@ -312,7 +312,9 @@ def test_restore_runs_on_a_latent_prior(runs, tmp_path, capsys):
     assert main([*argv, "--samples", "2", "--nfe", "30", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "PSNR" in printed and out.is_file()
-    assert main([*argv, "--sampler", "psld", "--nfe", "20", "--samples", "1", "--out", str(out)]) == 0
+    assert (
+        main([*argv, "--sampler", "psld", "--nfe", "20", "--samples", "1", "--out", str(out)]) == 0
+    )
 
 
 @installed

@@ -120,6 +120,6 @@ def run(args: argparse.Namespace) -> int:
     )
     train_prior(args.out, config, args.steps, args.checkpoint_every, args.device)
     print(
-        f"wrote {args.out}/unet and {args.out}/scheduler (load with mgdm.priors.load_diffusers_prior)"
+        f"wrote {args.out}/unet and {args.out}/scheduler (load with mgdm.priors.load_prior(OUT))"
     )
     return 0
