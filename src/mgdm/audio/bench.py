@@ -82,7 +82,7 @@ from mgdm.audio.separate import (
 from mgdm.bench.gmm import mean_ci, parse_seeds
 from mgdm.bench.images import _peak_memory, _reset_peak_memory, name_key, resolve_device
 from mgdm.bench.images_db import config_json
-from mgdm.bench.report import _pyplot
+from mgdm.bench.report import _pyplot, plot_compute_points
 from mgdm.latent.train import file_sha256
 from mgdm.operators.noise import GaussianNoise
 from mgdm.problem import Problem
@@ -848,27 +848,17 @@ def compute_curve(stats: Sequence[LabelStats], path: Path) -> Path:
     ``mgdm-R{R}`` as a line over ``R``, every other sampler as a labelled point."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 4.0))
-    sweep = []
+    points = []
     for s in stats:
         score = s.scores[-1]
         if score is None:
             continue
-        calls = s.nfe_forward + s.nfe_backward
         match = _SWEEP_LABEL.fullmatch(s.label)
-        if match and s.algorithm == "mgdm" and not s.independent:
-            sweep.append((int(match.group(1)), calls, score[0]))
-        else:
-            axis.plot(calls, score[0], "o")
-            axis.annotate(s.label, (calls, score[0]), fontsize=7)
-    if sweep:
-        sweep.sort()
-        axis.plot(
-            [s[1] for s in sweep],
-            [s[2] for s in sweep],
-            "k.-",
-            label="MGDM, R = " + ",".join(str(s[0]) for s in sweep),
+        sweeps = (
+            int(match.group(1)) if match and s.algorithm == "mgdm" and not s.independent else None
         )
-        axis.legend(fontsize=7)
+        points.append((s.label, s.nfe_forward + s.nfe_backward, score[0], sweeps))
+    plot_compute_points(axis, points, fontsize=7)
     calls = [x for line in axis.get_lines() for x in line.get_xdata()]
     if calls and min(calls) > 0 and max(calls) > 10 * min(calls):
         axis.set_xscale("log")

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from mgdm.bench.gmm import mean_ci
 from mgdm.bench.images_db import (
@@ -215,6 +216,26 @@ def _pyplot() -> ModuleType:
     return plt
 
 
+def plot_compute_points(
+    axis: Any, points: Sequence[tuple[str, float, float, int | None]], fontsize: int
+) -> None:
+    """Draw ``(label, calls, score, R)`` points on ``axis``: the MGDM sweep variants (``R`` not
+    ``None``) as one line ordered by ``R``, every other sampler as a labelled point."""
+    for label, calls, score, sweeps in points:
+        if sweeps is None:
+            axis.plot(calls, score, "o")
+            axis.annotate(label, (calls, score), fontsize=fontsize)
+    sweep = sorted((r, calls, score) for _, calls, score, r in points if r is not None)
+    if sweep:
+        axis.plot(
+            [s[1] for s in sweep],
+            [s[2] for s in sweep],
+            "k.-",
+            label="MGDM, R = " + ",".join(str(s[0]) for s in sweep),
+        )
+        axis.legend(fontsize=fontsize)
+
+
 def compute_curve(selection: Selection, metric: str, path: Path) -> Path:
     """Write the compute-curve PNG (see the module docstring) to ``path``."""
     plt = _pyplot()
@@ -223,7 +244,7 @@ def compute_curve(selection: Selection, metric: str, path: Path) -> Path:
     rows = math.ceil(len(tasks) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
     for axis, task in zip(axes.flat, tasks):
-        sweep = []
+        points = []
         for sampler in selection.samplers:
             done = [c for c in selection.group(task, sampler) if c.status == "done"]
             values = _values(done, metric)
@@ -231,20 +252,9 @@ def compute_curve(selection: Selection, metric: str, path: Path) -> Path:
                 continue
             calls = _mean([c.nfe_forward + c.nfe_backward for c in done])
             match = _SWEEP_LABEL.fullmatch(sampler)
-            if match and done[0].algorithm == "mgdm":
-                sweep.append((int(match.group(1)), calls, _mean(values)))
-            else:
-                axis.plot(calls, _mean(values), "o")
-                axis.annotate(sampler, (calls, _mean(values)), fontsize=6)
-        if sweep:
-            sweep.sort()
-            axis.plot(
-                [s[1] for s in sweep],
-                [s[2] for s in sweep],
-                "k.-",
-                label="MGDM, R = " + ",".join(str(s[0]) for s in sweep),
-            )
-            axis.legend(fontsize=6)
+            sweeps = int(match.group(1)) if match and done[0].algorithm == "mgdm" else None
+            points.append((sampler, calls, _mean(values), sweeps))
+        plot_compute_points(axis, points, fontsize=6)
         axis.set_title(task, fontsize=8)
         axis.set_xlabel("network calls per sample", fontsize=7)
         axis.set_ylabel(metric, fontsize=7)
