@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from mgdm.train.cli import add_run_options
+
 AUTOENCODER_HELP = """Train a KL autoencoder (diffusers AutoencoderKL) on Fashion-MNIST 32x32.
 
 Images in [-1, 1]; loss = per-pixel MSE of the reconstruction from a reparameterised latent +
@@ -28,45 +30,6 @@ mgdm.latent.load_latent_prior(OUT).
 """
 
 
-def _common_options(parser: argparse.ArgumentParser, channels: str, lr: float) -> None:
-    parser.add_argument(
-        "--out", required=True, help="run folder (created; an existing run resumes)"
-    )
-    parser.add_argument(
-        "--steps", type=int, default=10_000, help="total optimisation steps (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=64, help="images per step (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--lr", type=float, default=lr, help="Adam learning rate (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--channels",
-        default=channels,
-        help="block_out_channels, one per resolution, comma-separated (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of weights, data order and noise (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=200,
-        help="steps between checkpoints (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        help="train on the first N training images (default: all 60,000)",
-    )
-    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-
-
 def add_train_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``autoencoder`` and ``latent-prior`` to the sub-commands of ``mgdm train``."""
     autoencoder = commands.add_parser(
@@ -75,7 +38,7 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
         description=AUTOENCODER_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common_options(autoencoder, "32,64,64", 5e-4)
+    add_run_options(autoencoder, "32,64,64", 5e-4)
     autoencoder.add_argument(
         "--latent-channels",
         type=int,
@@ -107,7 +70,7 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
         required=True,
         help="the folder of `mgdm train autoencoder` (or an AutoencoderKL folder)",
     )
-    _common_options(prior, "64,128", 2e-4)
+    add_run_options(prior, "64,128", 2e-4)
     prior.set_defaults(func=run_latent_prior)
 
 

@@ -14,19 +14,9 @@ import argparse
 from mgdm.train.prior import TrainConfig, parse_channels, train_prior
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    train = subparsers.add_parser(
-        "train",
-        help="train the small priors the project ships",
-        description="Train the small priors the project ships.",
-    )
-    commands = train.add_subparsers(dest="train_command", metavar="WHAT", required=True)
-    parser = commands.add_parser(
-        "prior",
-        help="an epsilon-prediction DDPM on Fashion-MNIST 32x32 (resumable)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_run_options(parser: argparse.ArgumentParser, channels: str, lr: float) -> None:
+    """The options every resumable trainer of Fashion-MNIST models takes: --out, --steps,
+    --batch-size, --lr, --channels, --seed, --checkpoint-every, --limit, --device."""
     parser.add_argument(
         "--out", required=True, help="run folder (created; an existing run resumes)"
     )
@@ -37,12 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=64, help="images per step (default: %(default)s)"
     )
     parser.add_argument(
-        "--lr", type=float, default=2e-4, help="Adam learning rate (default: %(default)s)"
+        "--lr", type=float, default=lr, help="Adam learning rate (default: %(default)s)"
     )
     parser.add_argument(
         "--channels",
-        default="32,64,64",
-        help="UNet block_out_channels, one per resolution 32/16/8/4, comma-separated (default: %(default)s)",
+        default=channels,
+        help="block_out_channels, one per resolution, comma-separated (default: %(default)s)",
     )
     parser.add_argument(
         "--seed",
@@ -63,6 +53,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="train on the first N training images (default: all 60,000)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train the small priors the project ships",
+        description="Train the small priors the project ships.",
+    )
+    commands = train.add_subparsers(dest="train_command", metavar="WHAT", required=True)
+    parser = commands.add_parser(
+        "prior",
+        help="an epsilon-prediction DDPM on Fashion-MNIST 32x32 (resumable)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_run_options(parser, "32,64,64", 2e-4)
     parser.set_defaults(func=run)
     _add_classifier_parser(commands)
     from mgdm.audio.cli import add_train_command
@@ -119,7 +125,5 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     train_prior(args.out, config, args.steps, args.checkpoint_every, args.device)
-    print(
-        f"wrote {args.out}/unet and {args.out}/scheduler (load with mgdm.priors.load_prior(OUT))"
-    )
+    print(f"wrote {args.out}/unet and {args.out}/scheduler (load with mgdm.priors.load_prior(OUT))")
     return 0
