@@ -11,6 +11,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+AUDIO_PRIOR_HELP = """\
+Measure an audio prior (`mgdm train audio-prior`) on test clips and write its model card.
+
+Held-out loss: the training objective (epsilon MSE) on every clip of --data, one seeded time and
+noise per clip. Samples: --samples unconditional samples (DDIM, --steps grid points, eta 1).
+Per stem: the mean RMS of samples and test clips, and the spectral distance (mean absolute dB
+difference of average Hann-windowed power spectra in 64 log-spaced bands from 20 Hz) between
+the samples and the second half of the test clips, beside its floor (the first half vs the
+second). Writes into --prior: evaluation.json, samples.png (spectrograms), samples/*.wav and
+MODEL_CARD.md.
+
+--run is the `mgdm train audio-prior --out` folder the prior came from (default: --prior, where
+training writes the prior); for an independent-stems prior, the folder holding the four runs
+bass/ drums/ guitar/ piano/ (the layout `load_audio_prior` reads).
+"""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser("evaluate", help="measure a trained prior (FID, model card)")
@@ -37,6 +53,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--autoencoder-run", help="for a latent prior: the `mgdm train autoencoder` run folder"
     )
     parser.set_defaults(func=run)
+    add_audio_parser(commands)
+
+
+def add_audio_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``audio-prior`` to the sub-commands of ``mgdm evaluate``."""
+    parser = commands.add_parser(
+        "audio-prior",
+        help="held-out loss, RMS and spectra of audio prior samples, and model card",
+        description=AUDIO_PRIOR_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--prior", required=True, help="the audio prior folder (`load_audio_prior` reads it)"
+    )
+    parser.add_argument(
+        "--data", required=True, help="test stem file (`mgdm audio-data --split test`)"
+    )
+    parser.add_argument(
+        "--run", help="the training run folder, or the folder of the four stem runs (see above)"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=64, help="prior samples (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=100, help="DDIM grid points (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="clips per network call (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of samples and noise (default: %(default)s)"
+    )
+    parser.add_argument("--command", required=True, help="the training command, quoted in the card")
+    parser.add_argument("--training-hardware", required=True, help="where it was trained, in words")
+    parser.set_defaults(func=run_audio)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,5 +107,45 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"FID {evaluation.fid_prior_vs_test:.2f} (floor {evaluation.fid_train_vs_test:.2f}); "
         f"wrote {folder}/MODEL_CARD.md, evaluation.json, samples.png"
+    )
+    return 0
+
+
+def run_audio(args: argparse.Namespace) -> int:
+    from mgdm.audio.dataset import load_stem_tensor
+    from mgdm.audio.evaluate import (
+        evaluate_audio_prior,
+        save_audio_evaluation,
+        stem_clips_for,
+        write_sample_audio,
+    )
+    from mgdm.audio.model_card import render_audio_model_card, training_runs
+    from mgdm.audio.prior import IndependentStemsPrior, load_audio_prior
+
+    folder = Path(args.prior)
+    run_dir = Path(args.run) if args.run else folder
+    prior = load_audio_prior(folder)
+    training_runs(run_dir, prior.stems, isinstance(prior, IndependentStemsPrior))  # fail early
+    evaluation, samples = evaluate_audio_prior(
+        prior,
+        args.data,
+        args.samples,
+        args.steps,
+        args.seed,
+        batch_size=args.batch_size,
+        progress=True,
+    )
+    save_audio_evaluation(evaluation, folder / "evaluation.json")
+    reference = stem_clips_for(prior, load_stem_tensor(args.data), Path(args.data))[0]
+    write_sample_audio(samples, prior.stems, prior.sample_rate, folder, reference)
+    card = render_audio_model_card(run_dir, evaluation, args.command, args.training_hardware)
+    (folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    stems = evaluation.per_stem
+    distance = sum(s.spectral_distance_db for s in stems) / len(stems)
+    floor = sum(s.spectral_floor_db for s in stems) / len(stems)
+    print(
+        f"held-out loss {evaluation.heldout_loss:.4f}; spectral distance {distance:.2f} dB "
+        f"(floor {floor:.2f} dB, mean over stems); wrote {folder}/MODEL_CARD.md, evaluation.json, "
+        "samples.png, samples/"
     )
     return 0

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Every step behind the shipped audio priors and the audio table of docs/benchmarks.md, in order.
+# Each step resumes: data files are rewritten only when missing, training runs resume from their
+# checkpoints, and the benchmark skips the finished rows of its SQLite database.
+# Usage: scripts/audio_benchmarks.sh [STEP ...]   (no steps: all of them, in the order below)
+#   data         8000 training and 64 test examples of `mgdm audio-data` into $DATA
+#   train-joint  the four-stem prior (one network, the stems jointly)
+#   train-independent  four single-stem priors (ISDM-style), a quarter of the joint prior's
+#                FLOPs each, so one call of the four costs about one call of the joint prior
+#   export       copy the priors into src/mgdm/assets/ (what `mgdm separate` loads by default)
+#   evaluate     held-out loss, spectra and model cards of the shipped priors
+#   bench        `mgdm bench audio` on 20 test mixtures: MGDM R = 1, 2, 4, 6, the baselines,
+#                MSDM's Dirac separator, MGDM on the independent priors ($PROCS processes)
+#   table        docs/results/audio/table.md and compute_curve.png
+# DATA (default runs/audio-data) holds the generated data (2.2 GB, not in git).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-runs/audio-data}
+PROCS=${PROCS:-1}
+RESULTS=docs/results/audio
+ASSETS=src/mgdm/assets
+HARDWARE=${HARDWARE:-"the 2-core AMD EPYC CPU build VM (no GPU), torch 2.13.0+cpu, one torch thread, beside one other training job"}
+export OMP_NUM_THREADS=1
+MGDM=.venv/bin/mgdm
+STEPS=2500
+TRAIN="--steps $STEPS --lr 4e-4 --batch-size 16 --factors 8,4,4 --checkpoint-every 250"
+JOINT_CHANNELS=8,32,64,128
+SINGLE_CHANNELS=4,16,32,64
+SAMPLERS_A=mgdm,msdm
+SAMPLERS_B=dps,pgdm,ddnm,diffpir,reddiff,daps,pnpdm
+
+step_data() {
+  [[ -f $DATA/train.safetensors ]] || $MGDM audio-data --out "$DATA" --split train --count 8000 --no-wav
+  [[ -f $DATA/test.safetensors ]] || $MGDM audio-data --out "$DATA" --split test --count 64
+}
+joint_command() {
+  echo "mgdm train audio-prior --data $DATA/train.safetensors --out runs/audio-4stem --channels $JOINT_CHANNELS $TRAIN"
+}
+single_command() {
+  echo "mgdm train audio-prior --data $DATA/train.safetensors --out runs/audio-independent/$1 --stems $1 --channels $SINGLE_CHANNELS $TRAIN"
+}
+step_train_joint() { .venv/bin/$(joint_command); }
+step_train_independent() {
+  for stem in bass drums guitar piano; do .venv/bin/$(single_command "$stem"); done
+}
+step_export() {
+  mkdir -p "$ASSETS/audio-4stem-prior"
+  cp runs/audio-4stem/{prior.json,model.safetensors} "$ASSETS/audio-4stem-prior/"
+  for stem in bass drums guitar piano; do
+    mkdir -p "$ASSETS/audio-independent-priors/$stem"
+    cp runs/audio-independent/$stem/{prior.json,model.safetensors} "$ASSETS/audio-independent-priors/$stem/"
+  done
+}
+step_evaluate() {
+  $MGDM evaluate audio-prior --prior "$ASSETS/audio-4stem-prior" --run runs/audio-4stem \
+    --data "$DATA/test.safetensors" --command "$(joint_command)" --training-hardware "$HARDWARE"
+  $MGDM evaluate audio-prior --prior "$ASSETS/audio-independent-priors" --run runs/audio-independent \
+    --data "$DATA/test.safetensors" --command "$(single_command STEM) (STEM = bass, drums, guitar, piano)" \
+    --training-hardware "$HARDWARE"
+}
+bench() {
+  $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" --independent-prior "$ASSETS/audio-independent-priors" \
+    --data "$DATA/test.safetensors" --mixtures 20 --mgdm-sweeps 1,2,4,6 --batch 4 \
+    --db "$RESULTS/main.sqlite" --samplers "$1" "${@:2}"
+}
+step_bench() {
+  mkdir -p "$RESULTS"
+  if [[ "$PROCS" -gt 1 ]]; then
+    bench "$SAMPLERS_B" --quiet & other=$!
+    bench "$SAMPLERS_A"
+    wait "$other"
+  else
+    bench "$SAMPLERS_A,$SAMPLERS_B"
+  fi
+}
+step_table() { $MGDM bench audio-table --db "$RESULTS/main.sqlite" --out "$RESULTS"; }
+
+ORDER=(data train-joint train-independent export evaluate bench table)
+for name in "${@:-${ORDER[@]}}"; do
+  case "$name" in
+    data | train-joint | train-independent | export | evaluate | bench | table) ;;
+    *) echo "unknown step $name; known: ${ORDER[*]}" >&2; exit 2 ;;
+  esac
+  echo "== $name"
+  "step_${name//-/_}"
+done
