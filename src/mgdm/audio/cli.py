@@ -52,8 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prior",
         default=None,
-        help="audio prior folder (from `mgdm train audio-prior`; or four single-stem priors in "
-        "bass/ drums/ guitar/ piano/); default: the shipped prior",
+        help="a shipped prior, 4stem (the default: one network, the stems jointly) or "
+        "independent (four single-stem priors), or a folder (from `mgdm train audio-prior`, or "
+        "four single-stem priors in bass/ drums/ guitar/ piano/)",
     )
     parser.add_argument("--sampler", default="mgdm", help="sampler name (default: %(default)s)")
     parser.add_argument(

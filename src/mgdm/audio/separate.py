@@ -61,8 +61,13 @@ AUDIO_SIGMA_Y = 1e-4
 """The std of the Gaussian likelihood of a separation (the Reference's audio value; its
 observation itself is noise-free)."""
 
-SHIPPED_AUDIO_PRIOR_DIR = ASSETS_DIR / "audio-4stem-prior"
-"""Where ``--prior`` defaults to: the shipped four-stem prior (not shipped yet)."""
+SHIPPED_AUDIO_PRIORS: dict[str, Path] = {
+    "4stem": ASSETS_DIR / "audio-4stem-prior",
+    "independent": ASSETS_DIR / "audio-independent-priors",
+}
+"""The shipped audio priors by name: the four-stem prior (``--prior``'s default) and the four
+single-stem priors of the independent-stems variant (their model cards are in the folders)."""
+DEFAULT_AUDIO_PRIOR = "4stem"
 
 SILENCE_PEAK = 1e-6
 """A mix whose peak amplitude is below this (-120 dBFS) is refused as silent."""
@@ -198,7 +203,7 @@ def separate_windows(
 def separate_tensor(
     mix: Tensor,
     sample_rate: int,
-    prior: AudioDenoiser,
+    prior: AudioDenoiser | Path | str | None = None,
     sampler: Sampler | str = "mgdm",
     *,
     seed: int = 0,
@@ -209,8 +214,10 @@ def separate_tensor(
     device: torch.device | str | None = None,
 ) -> Separation:
     """Separate ``mix`` (``[samples]`` or ``[channels, samples]`` at ``sample_rate``) into the
-    prior's stems (module docstring). Raises ``ValueError`` for a mix of the wrong shape, an
-    empty, silent or non-finite mix, and out-of-range options."""
+    prior's stems (module docstring). ``prior`` is a loaded prior, a shipped prior's name or a
+    prior folder (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior. Raises
+    ``ValueError`` for a mix of the wrong shape, an empty, silent or non-finite mix, and
+    out-of-range options."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
         raise ValueError(f"the sample rate must be a positive integer (Hz); got {sample_rate!r}.")
     if not 0.0 <= overlap <= 0.5:
@@ -219,6 +226,8 @@ def separate_tensor(
         raise ValueError(
             f"batch_size must be a positive integer (windows per call); got {batch_size!r}."
         )
+    if not isinstance(prior, (AudioPrior, IndependentStemsPrior)):
+        prior = resolve_prior(prior, device or "cpu")
     mono, notes = _mono(torch.as_tensor(mix))
     num_stems, length = prior.sample_shape
     if sample_rate != prior.sample_rate:
@@ -289,17 +298,15 @@ def separate_file(
     """Separate the audio file ``path`` and write ``out_dir/<stem>.wav`` (32-bit float, at the
     prior's rate) for every stem; returns the written paths by stem name and the separation.
 
-    ``prior`` is a loaded prior, a prior folder (:func:`~mgdm.audio.prior.load_audio_prior`), or
-    ``None`` for the shipped one. ``options`` go to :func:`separate_tensor`. The stems are
-    written to a temporary folder next to ``out_dir`` and moved in at the end: on any error
-    ``out_dir`` is left as it was.
+    ``prior`` is a loaded prior, a shipped prior's name or a prior folder
+    (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior. ``options`` go to
+    :func:`separate_tensor`. The stems are written to a temporary folder next to ``out_dir`` and
+    moved in at the end: on any error ``out_dir`` is left as it was.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out-dir {out_dir} exists and is not a folder.")
     audio, rate = read_audio(path)
-    if not isinstance(prior, (AudioPrior, IndependentStemsPrior)):
-        prior = resolve_prior(prior, options.get("device") or "cpu")
     separation = separate_tensor(audio, rate, prior, sampler, **options)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -317,12 +324,14 @@ def separate_file(
 
 
 def resolve_prior(prior: Path | str | None, device: torch.device | str = "cpu") -> AudioDenoiser:
-    """``load_audio_prior(prior)``, or the shipped prior when ``prior`` is ``None``."""
-    if prior is not None:
-        return load_audio_prior(prior, device)
-    if not SHIPPED_AUDIO_PRIOR_DIR.is_dir():
+    """The shipped prior named ``prior`` (:data:`SHIPPED_AUDIO_PRIORS`; ``None``: the
+    four-stem one), or ``load_audio_prior(prior)`` for a folder."""
+    name = DEFAULT_AUDIO_PRIOR if prior is None else str(prior)
+    if name in SHIPPED_AUDIO_PRIORS and not Path(name).exists():
+        return load_audio_prior(SHIPPED_AUDIO_PRIORS[name], device)
+    if not Path(name).exists():
         raise ValueError(
-            "no audio prior is shipped with this version of mgdm: train one with "
-            "`mgdm audio-data` and `mgdm train audio-prior`, then pass --prior DIR."
+            f"audio prior {name!r} is neither a shipped prior ({', '.join(SHIPPED_AUDIO_PRIORS)}) "
+            "nor an existing folder."
         )
-    return load_audio_prior(SHIPPED_AUDIO_PRIOR_DIR, device)
+    return load_audio_prior(name, device)
