@@ -80,9 +80,9 @@ from mgdm.audio.separate import (
     split_windows,
 )
 from mgdm.bench.gmm import mean_ci, parse_seeds
-from mgdm.bench.images import _peak_memory, _reset_peak_memory, name_key, resolve_device
+from mgdm.bench.images import measure_peak_memory, name_key, reset_peak_memory, resolve_device
 from mgdm.bench.images_db import config_json
-from mgdm.bench.report import _pyplot, plot_compute_points
+from mgdm.bench.report import plot_compute_points, pyplot
 from mgdm.latent.train import file_sha256
 from mgdm.operators.noise import GaussianNoise
 from mgdm.problem import Problem
@@ -449,10 +449,10 @@ def separate_batch(
         windows.reshape(count * per_mixture, length).to(device),
         GaussianNoise(sigma_y),
     )
-    _reset_peak_memory(device)
+    reset_peak_memory(device)
     flat_seeds = [s for j in range(count) for s in seeds(j, per_mixture)]
     result = sampler.sample(prior, problem, flat_seeds, device=device)
-    memory = _peak_memory(device)
+    memory = measure_peak_memory(device)
     samples = result.samples.to("cpu", torch.float32).reshape(count, per_mixture, num_stems, length)
     stems = torch.stack([overlap_add(s, mixes.shape[-1], overlap) for s in samples])
     return Separated(
@@ -846,7 +846,7 @@ def audio_table(meta: dict[str, str], rows: Sequence[AudioRow]) -> str:
 def compute_curve(stats: Sequence[LabelStats], path: Path) -> Path:
     """Write the PNG of mean SI-SDRi against network calls per mixture: the joint MGDM variants
     ``mgdm-R{R}`` as a line over ``R``, every other sampler as a labelled point."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 4.0))
     points = []
     for s in stats:

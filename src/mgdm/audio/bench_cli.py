@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mgdm.bench.images_cli import _int_list
+from mgdm.bench.images_cli import parse_int_list
 
 AUDIO_HELP = """\
 Separate held-out mixtures with every sampler and store SI-SDRi, network calls, seconds and peak
@@ -52,7 +52,7 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--mgdm-sweeps",
-        type=_int_list,
+        type=parse_int_list,
         default=[1, 2, 4, 6],
         metavar="LIST",
         help="Gibbs sweep counts R, one MGDM variant mgdm-R{R} each (default: 1,2,4,6)",

@@ -345,9 +345,9 @@ def write_spectrogram_figure(
     """A PNG of ``S`` rows and 2 columns: the log-power spectrograms ``10 log10(frame power +
     1e-10)`` (frames of :func:`spectrum_frame`) of ``sample`` and ``reference``, both ``[S, L]``,
     on one colour scale."""
-    from mgdm.bench.report import _pyplot
+    from mgdm.bench.report import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     frame, hop = spectrum_frame(sample.shape[-1])
     levels = 10 * torch.log10(
         frame_power(torch.stack([sample, reference]), frame, hop) + POWER_FLOOR

@@ -35,17 +35,17 @@ from mgdm.audio.dataset import load_stem_tensor
 from mgdm.audio.prior import msdm_schedule, save_audio_prior
 from mgdm.audio.unet1d import UNet1D, UNet1DConfig, build_unet1d
 from mgdm.train.prior import (
-    _load_checkpoint,
-    _open_log,
-    _save_checkpoint,
+    LOSS_SMOOTHING,
     batch_indices,
     diffusion_batch,
+    load_checkpoint,
+    open_training_log,
     prepare_run_folder,
+    save_checkpoint,
 )
 
 RUN_KIND = "mgdm-train-audio-prior"
 STEM_CHOICES: tuple[str, ...] = ("all", *STEMS)
-_LOSS_SMOOTHING = 0.98
 
 
 @dataclass(frozen=True)
@@ -162,10 +162,10 @@ def train_audio_prior(
     abar = msdm_schedule().abar
     model = build_unet1d(network_config, config.seed).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start, seconds = _load_checkpoint(out, model, optimizer)
+    start, seconds = load_checkpoint(out, model, optimizer)
     if start > steps:
         raise ValueError(f"the run in {out} is already at step {start} > --steps {steps}.")
-    log_handle, log = _open_log(out, start)
+    log_handle, log = open_training_log(out, start)
     model.train()
     running: float | None = None
     bar = tqdm(
@@ -187,12 +187,12 @@ def train_audio_prior(
             running = (
                 value
                 if running is None
-                else _LOSS_SMOOTHING * running + (1 - _LOSS_SMOOTHING) * value
+                else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * value
             )
             bar.set_postfix(loss=f"{running:.4f}")
             bar.update()
             if step % checkpoint_every == 0 or step == steps:
-                _save_checkpoint(out, model, optimizer, step, seconds)
+                save_checkpoint(out, model, optimizer, step, seconds)
     finally:
         bar.close()
         log_handle.close()

@@ -300,12 +300,12 @@ def exact_metrics(
     return values
 
 
-def _reset_peak_memory(device: torch.device) -> None:
+def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _peak_memory(device: torch.device) -> tuple[int, str]:
+def measure_peak_memory(device: torch.device) -> tuple[int, str]:
     """``(bytes, kind)``: CUDA's peak allocation since the reset, or the process's peak RSS."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
@@ -436,9 +436,9 @@ class _Runner:
             for s in sample_seeds(task.name, batch.variant.name, i, batch.seed, count)
         ]
         problem = self.problem(task, y.repeat_interleave(count, dim=0).to(self.device))
-        _reset_peak_memory(self.device)
+        reset_peak_memory(self.device)
         result = sampler.sample(self.prior, problem, seeds, device=self.device)
-        memory, memory_kind = _peak_memory(self.device)
+        memory, memory_kind = measure_peak_memory(self.device)
         drawn = result.samples
         if isinstance(self.prior, LatentPrior):
             drawn = decode_samples(self.prior, drawn)

@@ -12,7 +12,7 @@ from mgdm.priors.catalog import prior_domain
 from mgdm.samplers.mgdm import PRESETS
 
 
-def _int_list(text: str) -> list[int]:
+def parse_int_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -71,7 +71,7 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--mgdm-sweeps",
         "--gibbs-sweeps",
-        type=_int_list,
+        type=parse_int_list,
         default=[],
         metavar="LIST",
         help="comma list of Gibbs sweep counts R: one more MGDM variant per R, labelled mgdm-R{R} "

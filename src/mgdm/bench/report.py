@@ -207,7 +207,7 @@ def report_markdown(selection: Selection, metric: str) -> str:
     return quality_table(selection, metric) + "\n\n" + cost_table(selection) + "\n"
 
 
-def _pyplot() -> ModuleType:
+def pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -238,7 +238,7 @@ def plot_compute_points(
 
 def compute_curve(selection: Selection, metric: str, path: Path) -> Path:
     """Write the compute-curve PNG (see the module docstring) to ``path``."""
-    plt = _pyplot()
+    plt = pyplot()
     tasks = selection.tasks
     columns = min(len(tasks), 5)
     rows = math.ceil(len(tasks) / columns)
@@ -270,7 +270,7 @@ def compute_curve(selection: Selection, metric: str, path: Path) -> Path:
 
 def sample_grid(db: Path, selection: Selection, task: str, path: Path, max_images: int = 6) -> Path:
     """Write the sample grid of ``task`` (first seed, first ``max_images`` images) to ``path``."""
-    plt = _pyplot()
+    plt = pyplot()
     setting = selection.setting
     cells = [c for c in selection.cells if c.task == task]
     seed = min(c.seed for c in cells)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from mgdm.priors.diffusers_loader import _WEIGHT_FILES, _read_json
+from mgdm.priors.diffusers_loader import WEIGHT_FILES, read_json_file
 from mgdm.priors.neural import load_state_dict_checked, read_state_dict
 
 if TYPE_CHECKING:
@@ -152,10 +152,10 @@ def build_autoencoder(
 
 def weights_file(folder: Path) -> Path:
     """The weight file of a diffusers model folder (safetensors preferred)."""
-    weights = next((folder / n for n in _WEIGHT_FILES if (folder / n).is_file()), None)
+    weights = next((folder / n for n in WEIGHT_FILES if (folder / n).is_file()), None)
     if weights is None:
         raise FileNotFoundError(
-            f"no weights in {folder}: expected one of {', '.join(_WEIGHT_FILES)}."
+            f"no weights in {folder}: expected one of {', '.join(WEIGHT_FILES)}."
         )
     return weights
 
@@ -168,7 +168,7 @@ def load_autoencoder_kl(vae_dir: Path | str, device: torch.device | str = "cpu")
     config_path = vae_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"no autoencoder in {vae_dir}: expected {config_path}.")
-    config = _read_json(config_path)
+    config = read_json_file(config_path)
     if config.get("_class_name", "AutoencoderKL") != "AutoencoderKL":
         raise ValueError(
             f"{vae_dir} holds a {config['_class_name']}; only AutoencoderKL is supported."

@@ -33,8 +33,8 @@ from mgdm.latent.autoencoder import (
 )
 from mgdm.latent.prior import LatentPrior
 from mgdm.priors.diffusers_loader import (
-    _read_json,
     load_diffusers_prior,
+    read_json_file,
     schedule_from_scheduler_config,
 )
 from mgdm.priors.neural import (
@@ -104,7 +104,7 @@ def load_condition_unet(unet_dir: Path, device: torch.device | str = "cpu") -> n
     UNets that need conditioning inputs other than ``encoder_hidden_states``."""
     from diffusers import UNet2DConditionModel
 
-    config = _read_json(unet_dir / "config.json")
+    config = read_json_file(unet_dir / "config.json")
     extra = [f"{key} = {config[key]!r}" for key in _EXTRA_CONDITIONING if config.get(key)]
     if extra:
         raise ValueError(
@@ -126,7 +126,7 @@ def load_condition_prior(
     path: Path, device: torch.device | str = "cpu", network_time_offset: int = 0
 ) -> EpsilonNetworkPrior:
     """The prior on latents of ``path/unet`` (a ``UNet2DConditionModel``) with the empty prompt."""
-    scheduler = _read_json(path / "scheduler" / "scheduler_config.json")
+    scheduler = read_json_file(path / "scheduler" / "scheduler_config.json")
     prediction = scheduler.get("prediction_type", "epsilon")
     if prediction not in PREDICTIONS:
         raise ValueError(
@@ -167,7 +167,7 @@ def load_latent_prior(
                 f"{path} is not a latent diffusion folder: {part} is missing (expected vae/, unet/ "
                 "and scheduler/ as Stable Diffusion's diffusers layout)."
             )
-    unet_class = _read_json(path / "unet" / "config.json").get("_class_name", "UNet2DModel")
+    unet_class = read_json_file(path / "unet" / "config.json").get("_class_name", "UNet2DModel")
     if unet_class == "UNet2DModel":
         denoiser = load_diffusers_prior(
             path, device=device, network_time_offset=network_time_offset

@@ -55,16 +55,16 @@ from mgdm.latent.autoencoder import (
 )
 from mgdm.random import derive_seed, torch_generator
 from mgdm.train.prior import (
-    _LOSS_SMOOTHING,
     IMAGE_SIZE,
+    LOSS_SMOOTHING,
     TrainConfig,
-    _load_checkpoint,
-    _open_log,
-    _save_checkpoint,
     batch_indices,
     diffusion_batch,
     export_pipeline,
+    load_checkpoint,
+    open_training_log,
     prepare_run_folder,
+    save_checkpoint,
 )
 
 AUTOENCODER_RUN_KIND = "mgdm-train-autoencoder"
@@ -122,10 +122,10 @@ def _fit(
     checkpoint (``start``), logging every step and checkpointing every ``checkpoint_every`` steps
     and at the end; the model is left in eval mode."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    start, seconds = _load_checkpoint(out, model, optimizer)
+    start, seconds = load_checkpoint(out, model, optimizer)
     if start > steps:
         raise ValueError(f"the run in {out} is already at step {start} > --steps {steps}.")
-    log_handle, log = _open_log(out, start)
+    log_handle, log = open_training_log(out, start)
     model.train()
     running: float | None = None
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress)
@@ -143,12 +143,12 @@ def _fit(
             running = (
                 value
                 if running is None
-                else _LOSS_SMOOTHING * running + (1 - _LOSS_SMOOTHING) * value
+                else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * value
             )
             bar.set_postfix(loss=f"{running:.4f}")
             bar.update()
             if step % checkpoint_every == 0 or step == steps:
-                _save_checkpoint(out, model, optimizer, step, seconds)
+                save_checkpoint(out, model, optimizer, step, seconds)
     finally:
         bar.close()
         log_handle.close()

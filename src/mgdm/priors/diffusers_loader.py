@@ -39,7 +39,7 @@ from mgdm.priors.neural import (
     read_state_dict,
 )
 
-_WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _LEARNED_VARIANCES = ("learned", "learned_range")
 
 
@@ -77,7 +77,7 @@ def schedule_from_scheduler_config(config: dict[str, Any]) -> Schedule:
     return schedule_from_betas(betas, name=name)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_file(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
 
@@ -105,7 +105,7 @@ def load_diffusers_unet(unet_dir: Path | str, device: torch.device | str = "cpu"
     from diffusers import UNet2DModel
 
     unet_dir = Path(unet_dir)
-    config = _read_json(unet_dir / "config.json")
+    config = read_json_file(unet_dir / "config.json")
     if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise ValueError(
             f"{unet_dir} holds a {config['_class_name']}; only UNet2DModel is supported."
@@ -114,10 +114,10 @@ def load_diffusers_unet(unet_dir: Path | str, device: torch.device | str = "cpu"
         raise ValueError(
             "class-conditional UNets are not supported (the priors here are unconditional)."
         )
-    weights = next((unet_dir / name for name in _WEIGHT_FILES if (unet_dir / name).is_file()), None)
+    weights = next((unet_dir / name for name in WEIGHT_FILES if (unet_dir / name).is_file()), None)
     if weights is None:
         raise FileNotFoundError(
-            f"no weights in {unet_dir}: expected one of {', '.join(_WEIGHT_FILES)}."
+            f"no weights in {unet_dir}: expected one of {', '.join(WEIGHT_FILES)}."
         )
     model = UNet2DModel.from_config(config)
     load_state_dict_checked(model, read_state_dict(weights), f"weights {weights}")
@@ -133,7 +133,7 @@ def load_diffusers_prior(
     """A diffusers ``UNet2DModel`` (pipeline or UNet folder, see the module docstring) as a prior on
     ``[in_channels, sample_size, sample_size]`` images in ``[-1, 1]``."""
     unet_dir, scheduler_path = _locate(Path(path), scheduler_config)
-    scheduler = _read_json(scheduler_path)
+    scheduler = read_json_file(scheduler_path)
     prediction = scheduler.get("prediction_type", "epsilon")
     if prediction not in PREDICTIONS:
         raise ValueError(

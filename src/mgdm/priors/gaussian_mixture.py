@@ -243,7 +243,7 @@ class GaussianMixture(Denoiser):
         x_t = self._check(x_t)
         abar, centred, gamma, log_terms = self._noised(x_t, t)
         lam = self.eigenvalues.to(x_t.device)[None]
-        component = _categorical(log_terms, noise)
+        component = sample_categorical(log_terms, noise)
         b = torch.arange(x_t.shape[0], device=x_t.device)
         mean_eigen = (torch.sqrt(abar) * lam / gamma * centred)[b, component]
         var_eigen = (lam * (1.0 - abar) / gamma)[b, component]
@@ -273,7 +273,7 @@ class GaussianMixture(Denoiser):
     def sample(self, noise: SampleNoise) -> Tensor:
         """Exact prior draws, one per stream of ``noise``; ``[B, d]`` float64."""
         log_w = self.log_weights.to(noise.device)[None].expand(noise.batch_size, -1)
-        component = _categorical(log_w, noise)
+        component = sample_categorical(log_w, noise)
         return self._component_draw(component, noise.randn(self.dim, dtype=torch.float64))
 
     def posterior(self, matrix: Tensor, y: Tensor, sigma_y: float) -> GaussianMixturePosterior:
@@ -286,7 +286,7 @@ class GaussianMixture(Denoiser):
         return x_t
 
 
-def _categorical(log_probs: Tensor, noise: SampleNoise) -> Tensor:
+def sample_categorical(log_probs: Tensor, noise: SampleNoise) -> Tensor:
     """One categorical draw per row of ``log_probs`` ``[B, K]`` (inverse CDF), int64 ``[B]``."""
     probs = torch.softmax(log_probs, dim=-1)
     cdf = torch.cumsum(probs, dim=-1)
@@ -344,7 +344,7 @@ class GaussianMixturePosterior:
     def sample(self, noise: SampleNoise) -> Tensor:
         """Exact posterior draws by Matheron's rule, ``[B, d]`` float64."""
         log_w = self.log_weights.to(noise.device)[None].expand(noise.batch_size, -1)
-        component = _categorical(log_w, noise)
+        component = sample_categorical(log_w, noise)
         x = self.prior._component_draw(component, noise.randn(self.prior.dim, dtype=torch.float64))
         e = self.sigma_y * noise.randn(self.matrix.shape[0], dtype=torch.float64)
         residual = self.y[None] - x @ self.matrix.T - e

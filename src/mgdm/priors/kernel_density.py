@@ -37,7 +37,7 @@ from mgdm.diffusion.schedules import Schedule, ddpm_linear
 from mgdm.operators.base import LinearOperator, Operator
 from mgdm.operators.dense import DenseSVD
 from mgdm.priors.base import Denoiser, as_time_vector
-from mgdm.priors.gaussian_mixture import GaussianMixture, _categorical
+from mgdm.priors.gaussian_mixture import GaussianMixture, sample_categorical
 from mgdm.random import SampleNoise
 
 _CHUNK = 1024
@@ -136,7 +136,7 @@ class KernelDensityPrior(Denoiser):
         """
         flat = self._flat(x_t).to(torch.float64)
         abar, gamma, logits = self.mixture._isotropic_logits(flat, t)
-        component = _categorical(logits, noise)
+        component = sample_categorical(logits, noise)
         var = self.sigma**2
         gamma = gamma[:, :1]
         gain = torch.sqrt(abar) * var / gamma
@@ -272,7 +272,7 @@ class KernelDensityPosterior:
         """Exact posterior draws, ``[B, *sample_shape]`` float64: kernel ``n ~ w~``, then
         ``x = V (z_n + sqrt(c) xi)``."""
         log_w = self.log_weights[None].expand(noise.batch_size, -1)
-        component = _categorical(log_w, noise).cpu()
+        component = sample_categorical(log_w, noise).cpu()
         xi = noise.randn(self.prior.dim, dtype=torch.float64).cpu()
         z = self._vt(self.prior.mixture.means[component]) * self._scale + self._shift
         return self.prior._image(self._v(z + torch.sqrt(self.spectral_variances) * xi))

@@ -65,7 +65,8 @@ WEIGHTS_FILE = "checkpoint.safetensors"
 STATE_FILE = "checkpoint_state.pt"
 _RUN_KIND = "mgdm-train-prior"
 _TMP = ".tmp"
-_LOSS_SMOOTHING = 0.98
+LOSS_SMOOTHING = 0.98
+"""Weight of the running loss in the progress bar's exponential moving average (all trainers)."""
 
 
 @dataclass(frozen=True)
@@ -179,13 +180,13 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     return tmp
 
 
-def _save_checkpoint(
+def save_checkpoint(
     out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, seconds: float
 ) -> None:
     """Write both checkpoint files to temporaries, then move the weights, then the state.
 
     A kill between the two moves leaves the new weights with the old state and the new state in
-    ``checkpoint_state.pt.tmp``; :func:`_load_checkpoint` completes the move (roll forward).
+    ``checkpoint_state.pt.tmp``; :func:`load_checkpoint` completes the move (roll forward).
     """
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     state = {"step": step, "seconds": seconds, "optimizer": optimizer.state_dict()}
@@ -211,7 +212,7 @@ def _load_state(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path} cannot be loaded safely (weights_only=True): {error}") from error
 
 
-def _load_checkpoint(
+def load_checkpoint(
     out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[int, float]:
     """Restore weights and Adam from ``out``; returns ``(step, seconds)`` (``(0, 0.0)`` if none)."""
@@ -223,7 +224,7 @@ def _load_checkpoint(
     state = _load_state(state_path) if state_path.is_file() else None
     if (state is None or state["step"] != step) and state_tmp.is_file():
         pending = _load_state(state_tmp)
-        if pending["step"] == step:  # killed between the two moves of _save_checkpoint
+        if pending["step"] == step:  # killed between the two moves of save_checkpoint
             os.replace(state_tmp, state_path)
             state = pending
     if state is None or state["step"] != step:
@@ -273,7 +274,7 @@ def prepare_run_folder(out: Path, wanted: dict[str, object], command: str) -> No
     config_path.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
 
 
-def _open_log(out: Path, step: int) -> tuple[IO[str], Any]:
+def open_training_log(out: Path, step: int) -> tuple[IO[str], Any]:
     """The open log file and its ``csv.writer``, truncated to the rows up to ``step`` (the rows
     a killed run wrote after its last checkpoint are dropped: those steps are redone)."""
     path = out / LOG_FILE
@@ -333,10 +334,10 @@ def train_prior(
     abar = ddpm_linear().abar
     model = build_unet(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start, seconds = _load_checkpoint(out, model, optimizer)
+    start, seconds = load_checkpoint(out, model, optimizer)
     if start > steps:
         raise ValueError(f"the run in {out} is already at step {start} > --steps {steps}.")
-    log_handle, log = _open_log(out, start)
+    log_handle, log = open_training_log(out, start)
     model.train()
     running: float | None = None
     bar = tqdm(total=steps, initial=start, desc="train prior", unit="step", disable=not progress)
@@ -356,12 +357,12 @@ def train_prior(
             running = (
                 value
                 if running is None
-                else _LOSS_SMOOTHING * running + (1 - _LOSS_SMOOTHING) * value
+                else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * value
             )
             bar.set_postfix(loss=f"{running:.4f}")
             bar.update()
             if step % checkpoint_every == 0 or step == steps:
-                _save_checkpoint(out, model, optimizer, step, seconds)
+                save_checkpoint(out, model, optimizer, step, seconds)
     finally:
         bar.close()
         log_handle.close()
