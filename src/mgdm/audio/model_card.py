@@ -30,7 +30,7 @@ SOUNDFONT_LICENCES: dict[str, str] = {
 """Licences of the soundfonts known to be used (from their Debian copyright files)."""
 
 
-def read_json_file(path: Path) -> dict:
+def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
@@ -55,8 +55,8 @@ def training_runs(run_dir: Path, stems: tuple[str, ...], independent: bool) -> l
                 f"{run} is not a finished `mgdm train audio-prior` run (config.json and "
                 f"{PRIOR_FILE} expected); {layout}."
             )
-        config = read_json_file(config_path)
-        saved = tuple(read_json_file(run / PRIOR_FILE).get("stems", ()))
+        config = _read_json(config_path)
+        saved = tuple(_read_json(run / PRIOR_FILE).get("stems", ()))
         if config.get("kind") != RUN_KIND or saved != wanted:
             raise ValueError(
                 f"{run} is a run of the stems {list(saved)}, kind {config.get('kind')!r}; the "
@@ -67,7 +67,7 @@ def training_runs(run_dir: Path, stems: tuple[str, ...], independent: bool) -> l
 
 def parameter_count(run_dir: Path) -> int:
     """Parameters of the UNet described in ``run_dir/prior.json``."""
-    network = UNet1D(UNet1DConfig(**read_json_file(run_dir / PRIOR_FILE)["network"]))
+    network = UNet1D(UNet1DConfig(**_read_json(run_dir / PRIOR_FILE)["network"]))
     return sum(p.numel() for p in network.parameters())
 
 
@@ -131,7 +131,7 @@ def _training_tables(runs: list[Path], configs: list[dict]) -> tuple[str, float]
     ]
     hours = 0.0
     for run, config in zip(runs, configs):
-        network = read_json_file(run / PRIOR_FILE)["network"]
+        network = _read_json(run / PRIOR_FILE)["network"]
         summary = training_summary(run)
         hours += summary["training_seconds"] / 3600
         part = config["stems"]
@@ -172,7 +172,7 @@ def render_audio_model_card(
     prior: module docstring). ``command`` and ``training_hardware`` are quoted as given."""
     stems = tuple(s.stem for s in evaluation.per_stem)
     runs = training_runs(Path(run_dir), stems, evaluation.independent)
-    configs = [read_json_file(run / "config.json") for run in runs]
+    configs = [_read_json(run / "config.json") for run in runs]
     tables, hours = _training_tables(runs, configs)
     title, use = _title_and_use(evaluation)
     e = evaluation
