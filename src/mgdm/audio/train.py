@@ -23,25 +23,20 @@ train ``DIR/bass``, ``DIR/drums``, ``DIR/guitar`` and ``DIR/piano`` and load ``D
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import load_stem_tensor
 from mgdm.audio.prior import msdm_schedule, save_audio_prior
 from mgdm.audio.unet1d import UNet1D, UNet1DConfig, build_unet1d
 from mgdm.train.prior import (
-    LOSS_SMOOTHING,
     batch_indices,
     diffusion_batch,
-    load_checkpoint,
-    open_training_log,
+    fit_resumably,
     prepare_run_folder,
-    save_checkpoint,
 )
 
 RUN_KIND = "mgdm-train-audio-prior"
@@ -161,41 +156,14 @@ def train_audio_prior(
     clips = clips.to(device)
     abar = msdm_schedule().abar
     model = build_unet1d(network_config, config.seed).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start, seconds = load_checkpoint(out, model, optimizer)
-    if start > steps:
-        raise ValueError(f"the run in {out} is already at step {start} > --steps {steps}.")
-    log_handle, log = open_training_log(out, start)
-    model.train()
-    running: float | None = None
-    bar = tqdm(
-        total=steps, initial=start, desc="train audio prior", unit="step", disable=not progress
+
+    def loss_at(step: int) -> torch.Tensor:
+        x0 = clips[batch_indices(count, config.batch_size, config.seed, step)]
+        x_k, k, eps = diffusion_batch(x0, abar, config.seed, step)
+        return torch.nn.functional.mse_loss(model(x_k, k), eps)
+
+    fit_resumably(
+        out, model, config.lr, steps, checkpoint_every, loss_at, "train audio prior", progress
     )
-    try:
-        for step in range(start + 1, steps + 1):
-            began = time.perf_counter()
-            x0 = clips[batch_indices(count, config.batch_size, config.seed, step)]
-            x_k, k, eps = diffusion_batch(x0, abar, config.seed, step)
-            loss = torch.nn.functional.mse_loss(model(x_k, k), eps)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())
-            seconds += time.perf_counter() - began
-            log.writerow([step, f"{value:.6g}", f"{seconds:.3f}"])
-            log_handle.flush()
-            running = (
-                value
-                if running is None
-                else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * value
-            )
-            bar.set_postfix(loss=f"{running:.4f}")
-            bar.update()
-            if step % checkpoint_every == 0 or step == steps:
-                save_checkpoint(out, model, optimizer, step, seconds)
-    finally:
-        bar.close()
-        log_handle.close()
-    model.eval()
     save_audio_prior(out, model, config.stem_names, stem_data.sample_rate, length)
     return model

@@ -34,14 +34,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from mgdm.data.fashion_mnist import load_fashion_mnist
 from mgdm.diffusion.schedules import ddpm_linear
@@ -56,15 +53,12 @@ from mgdm.latent.autoencoder import (
 from mgdm.random import derive_seed, torch_generator
 from mgdm.train.prior import (
     IMAGE_SIZE,
-    LOSS_SMOOTHING,
     TrainConfig,
     batch_indices,
     diffusion_batch,
     export_pipeline,
-    load_checkpoint,
-    open_training_log,
+    fit_resumably,
     prepare_run_folder,
-    save_checkpoint,
 )
 
 AUTOENCODER_RUN_KIND = "mgdm-train-autoencoder"
@@ -106,53 +100,6 @@ class AutoencoderTrainConfig:
     def to_json(self) -> dict[str, object]:
         """The configuration as saved in ``config.json`` (with a ``kind`` tag)."""
         return {"kind": AUTOENCODER_RUN_KIND, **asdict(self), "channels": list(self.channels)}
-
-
-def _fit(
-    out: Path,
-    model: nn.Module,
-    lr: float,
-    steps: int,
-    checkpoint_every: int,
-    loss_at: Callable[[int], Tensor],
-    desc: str,
-    progress: bool,
-) -> None:
-    """Adam on ``loss_at(step)`` for ``step = start + 1 … steps``, resuming from ``out``'s last
-    checkpoint (``start``), logging every step and checkpointing every ``checkpoint_every`` steps
-    and at the end; the model is left in eval mode."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    start, seconds = load_checkpoint(out, model, optimizer)
-    if start > steps:
-        raise ValueError(f"the run in {out} is already at step {start} > --steps {steps}.")
-    log_handle, log = open_training_log(out, start)
-    model.train()
-    running: float | None = None
-    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress)
-    try:
-        for step in range(start + 1, steps + 1):
-            began = time.perf_counter()
-            loss = loss_at(step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())
-            seconds += time.perf_counter() - began
-            log.writerow([step, f"{value:.6g}", f"{seconds:.3f}"])
-            log_handle.flush()
-            running = (
-                value
-                if running is None
-                else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * value
-            )
-            bar.set_postfix(loss=f"{running:.4f}")
-            bar.update()
-            if step % checkpoint_every == 0 or step == steps:
-                save_checkpoint(out, model, optimizer, step, seconds)
-    finally:
-        bar.close()
-        log_handle.close()
-    model.eval()
 
 
 def _check_run(steps: int, checkpoint_every: int, images: Tensor, batch_size: int) -> None:
@@ -201,7 +148,9 @@ def train_autoencoder(
         x = images[batch_indices(images.shape[0], config.batch_size, config.seed, step)]
         return autoencoder_loss(vae, x, config.kl_weight, config.seed, step)
 
-    _fit(out, vae, config.lr, steps, checkpoint_every, loss_at, "train autoencoder", progress)
+    fit_resumably(
+        out, vae, config.lr, steps, checkpoint_every, loss_at, "train autoencoder", progress
+    )
     vae.save_pretrained(out / "vae", safe_serialization=True)
     return vae
 
@@ -307,7 +256,9 @@ def train_latent_prior(
         z_k, k, eps = diffusion_batch(z0, abar, config.seed, step)
         return torch.nn.functional.mse_loss(unet(z_k, k).sample, eps)
 
-    _fit(out, unet, config.lr, steps, checkpoint_every, loss_at, "train latent prior", progress)
+    fit_resumably(
+        out, unet, config.lr, steps, checkpoint_every, loss_at, "train latent prior", progress
+    )
     export_pipeline(unet, out)
     vae.register_to_config(scaling_factor=scaling, shift_factor=None)
     vae.save_pretrained(out / "vae", safe_serialization=True)

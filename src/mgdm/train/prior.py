@@ -304,6 +304,56 @@ def export_pipeline(model: torch.nn.Module, out: Path) -> None:
     ).save_pretrained(out / "scheduler")
 
 
+def fit_resumably(
+    out: Path,
+    model: torch.nn.Module,
+    lr: float,
+    steps: int,
+    checkpoint_every: int,
+    loss_at: Callable[[int], Tensor],
+    desc: str,
+    progress: bool,
+) -> None:
+    """The training loop of every trainer: Adam(``lr``) on ``loss_at(step)`` (a scalar tensor)
+    for ``step = start + 1 … steps``, resuming from ``out``'s last checkpoint (``start``; 0
+    without one), logging ``step, loss, seconds`` to ``train_log.csv`` every step and
+    checkpointing every ``checkpoint_every`` steps and at the end; the model is left in eval
+    mode. ``loss_at`` must draw its randomness from ``step`` alone for the resume to be exact.
+    ``ValueError`` when the checkpoint is already past ``steps``."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    start, seconds = load_checkpoint(out, model, optimizer)
+    if start > steps:
+        raise ValueError(f"the run in {out} is already at step {start} > --steps {steps}.")
+    log_handle, log = open_training_log(out, start)
+    model.train()
+    running: float | None = None
+    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress)
+    try:
+        for step in range(start + 1, steps + 1):
+            began = time.perf_counter()
+            loss = loss_at(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = float(loss.detach())
+            seconds += time.perf_counter() - began
+            log.writerow([step, f"{value:.6g}", f"{seconds:.3f}"])
+            log_handle.flush()
+            running = (
+                value
+                if running is None
+                else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * value
+            )
+            bar.set_postfix(loss=f"{running:.4f}")
+            bar.update()
+            if step % checkpoint_every == 0 or step == steps:
+                save_checkpoint(out, model, optimizer, step, seconds)
+    finally:
+        bar.close()
+        log_handle.close()
+    model.eval()
+
+
 def train_prior(
     out: Path | str,
     config: TrainConfig,
@@ -333,40 +383,13 @@ def train_prior(
     images = images.to(device)
     abar = ddpm_linear().abar
     model = build_unet(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start, seconds = load_checkpoint(out, model, optimizer)
-    if start > steps:
-        raise ValueError(f"the run in {out} is already at step {start} > --steps {steps}.")
-    log_handle, log = open_training_log(out, start)
-    model.train()
-    running: float | None = None
-    bar = tqdm(total=steps, initial=start, desc="train prior", unit="step", disable=not progress)
-    try:
-        for step in range(start + 1, steps + 1):
-            began = time.perf_counter()
-            x0 = images[batch_indices(images.shape[0], config.batch_size, config.seed, step)]
-            x_k, k, eps = diffusion_batch(x0, abar, config.seed, step)
-            loss = torch.nn.functional.mse_loss(model(x_k, k).sample, eps)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())
-            seconds += time.perf_counter() - began
-            log.writerow([step, f"{value:.6g}", f"{seconds:.3f}"])
-            log_handle.flush()
-            running = (
-                value
-                if running is None
-                else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * value
-            )
-            bar.set_postfix(loss=f"{running:.4f}")
-            bar.update()
-            if step % checkpoint_every == 0 or step == steps:
-                save_checkpoint(out, model, optimizer, step, seconds)
-    finally:
-        bar.close()
-        log_handle.close()
-    model.eval()
+
+    def loss_at(step: int) -> Tensor:
+        x0 = images[batch_indices(images.shape[0], config.batch_size, config.seed, step)]
+        x_k, k, eps = diffusion_batch(x0, abar, config.seed, step)
+        return torch.nn.functional.mse_loss(model(x_k, k).sample, eps)
+
+    fit_resumably(out, model, config.lr, steps, checkpoint_every, loss_at, "train prior", progress)
     export_pipeline(model, out)
     return model
 
@@ -377,6 +400,7 @@ __all__ = [
     "build_unet",
     "diffusion_batch",
     "export_pipeline",
+    "fit_resumably",
     "parse_channels",
     "prepare_run_folder",
     "train_prior",
