@@ -107,8 +107,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_train_command(commands: argparse._SubParsersAction) -> None:
-    """Add ``audio-prior`` to the sub-commands of ``mgdm train``."""
+    """Add ``audio-prior`` to the sub-commands of ``mgdm train`` (its defaults are the recipe of
+    the shipped four-stem prior, bar the step count)."""
     from mgdm.audio import train
+    from mgdm.train.cli import add_run_options
 
     parser = commands.add_parser(
         "audio-prior",
@@ -117,9 +119,7 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", required=True, help="stem tensor file from `mgdm audio-data`")
-    parser.add_argument(
-        "--out", required=True, help="run folder (created; an existing run resumes)"
-    )
+    add_run_options(parser, "8,32,64,128", 4e-4, batch_size=16, item="clips", limit=False)
     parser.add_argument(
         "--stems",
         choices=("all", *STEMS),
@@ -127,36 +127,11 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
         help="all four stems jointly, or one stem (default: %(default)s)",
     )
     parser.add_argument(
-        "--steps", type=int, default=10_000, help="total optimisation steps (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=16, help="clips per step (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--lr", type=float, default=2e-4, help="Adam learning rate (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--channels", default="32,64,96,128", help="UNet channels per level (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--factors", default="4,4,4", help="UNet downsampling between levels (default: %(default)s)"
+        "--factors", default="8,4,4", help="UNet downsampling between levels (default: %(default)s)"
     )
     parser.add_argument(
         "--no-attention", action="store_true", help="no self-attention in the UNet's middle block"
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of weights, clip order and noise (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=200,
-        help="steps between checkpoints (default: %(default)s)",
-    )
-    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     parser.set_defaults(func=run_train)
 
 

@@ -14,9 +14,18 @@ import argparse
 from mgdm.train.prior import TrainConfig, parse_channels, train_prior
 
 
-def add_run_options(parser: argparse.ArgumentParser, channels: str, lr: float) -> None:
-    """The options every resumable trainer of Fashion-MNIST models takes: --out, --steps,
-    --batch-size, --lr, --channels, --seed, --checkpoint-every, --limit, --device."""
+def add_run_options(
+    parser: argparse.ArgumentParser,
+    channels: str,
+    lr: float,
+    *,
+    batch_size: int = 64,
+    item: str = "images",
+    limit: bool = True,
+) -> None:
+    """The options every resumable trainer takes: --out, --steps, --batch-size, --lr, --channels,
+    --seed, --checkpoint-every, --device, and --limit where ``limit`` (Fashion-MNIST trainers);
+    ``item`` names what a batch holds in the help."""
     parser.add_argument(
         "--out", required=True, help="run folder (created; an existing run resumes)"
     )
@@ -24,7 +33,10 @@ def add_run_options(parser: argparse.ArgumentParser, channels: str, lr: float) -
         "--steps", type=int, default=10_000, help="total optimisation steps (default: %(default)s)"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=64, help="images per step (default: %(default)s)"
+        "--batch-size",
+        type=int,
+        default=batch_size,
+        help=f"{item} per step (default: %(default)s)",
     )
     parser.add_argument(
         "--lr", type=float, default=lr, help="Adam learning rate (default: %(default)s)"
@@ -32,7 +44,7 @@ def add_run_options(parser: argparse.ArgumentParser, channels: str, lr: float) -
     parser.add_argument(
         "--channels",
         default=channels,
-        help="block_out_channels, one per resolution, comma-separated (default: %(default)s)",
+        help="UNet channels, one per resolution, comma-separated (default: %(default)s)",
     )
     parser.add_argument(
         "--seed",
@@ -46,12 +58,13 @@ def add_run_options(parser: argparse.ArgumentParser, channels: str, lr: float) -
         default=200,
         help="steps between checkpoints (default: %(default)s)",
     )
-    parser.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        help="train on the first N training images (default: all 60,000)",
-    )
+    if limit:
+        parser.add_argument(
+            "--limit",
+            type=int,
+            default=None,
+            help="train on the first N training images (default: all 60,000)",
+        )
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
 
 
