@@ -44,16 +44,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--samples", type=int, default=1000, help="samples for the FID (default: %(default)s)"
     )
-    parser.add_argument(
-        "--steps", type=int, default=100, help="DDIM grid points (default: %(default)s)"
-    )
-    parser.add_argument("--command", required=True, help="the training command, quoted in the card")
-    parser.add_argument("--training-hardware", required=True, help="where it was trained, in words")
+    add_card_options(parser)
     parser.add_argument(
         "--autoencoder-run", help="for a latent prior: the `mgdm train autoencoder` run folder"
     )
     parser.set_defaults(func=run)
     add_audio_parser(commands)
+
+
+def add_card_options(parser: argparse.ArgumentParser) -> None:
+    """The options of both evaluations: --steps of the DDIM sampler, and the training command and
+    hardware quoted in the model card."""
+    parser.add_argument(
+        "--steps", type=int, default=100, help="DDIM grid points (default: %(default)s)"
+    )
+    parser.add_argument("--command", required=True, help="the training command, quoted in the card")
+    parser.add_argument("--training-hardware", required=True, help="where it was trained, in words")
 
 
 def add_audio_parser(commands: argparse._SubParsersAction) -> None:
@@ -77,16 +83,12 @@ def add_audio_parser(commands: argparse._SubParsersAction) -> None:
         "--samples", type=int, default=64, help="prior samples (default: %(default)s)"
     )
     parser.add_argument(
-        "--steps", type=int, default=100, help="DDIM grid points (default: %(default)s)"
-    )
-    parser.add_argument(
         "--batch-size", type=int, default=16, help="clips per network call (default: %(default)s)"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of samples and noise (default: %(default)s)"
     )
-    parser.add_argument("--command", required=True, help="the training command, quoted in the card")
-    parser.add_argument("--training-hardware", required=True, help="where it was trained, in words")
+    add_card_options(parser)
     parser.set_defaults(func=run_audio)
 
 
