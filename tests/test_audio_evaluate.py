@@ -21,7 +21,8 @@ from mgdm.audio.evaluate import (
     heldout_loss,
     spectral_distance,
 )
-from mgdm.audio.prior import load_audio_prior
+from mgdm.audio.prior import AudioPrior, PreconditionedUNet1D, load_audio_prior
+from mgdm.audio.unet1d import UNet1DConfig
 from mgdm.audio.wav import read_audio
 from mgdm.cli import main
 
@@ -141,21 +142,30 @@ def test_evaluation_is_deterministic_and_measured(files) -> None:
     assert other_seed.heldout_loss != evaluation.heldout_loss
 
 
-def test_heldout_loss_is_the_epsilon_mse_of_a_perfect_and_a_zero_predictor(files) -> None:
+class _ZeroNetwork(torch.nn.Module):
+    """A network that outputs zeros (and carries a UNet configuration, as a UNet1D does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = UNet1DConfig(in_channels=4, channels=(4,), factors=())
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x) * self.weight
+
+
+def test_heldout_loss_is_the_objective_of_zero_predictors(files) -> None:
     prior = load_audio_prior(files["joint"])
-    clips = 0.05 * _randn(5, 4, LENGTH, seed=7)
-    loss = heldout_loss(prior, clips, seed=0, batch_size=2)
+    clips = 0.05 * _randn(64, 4, LENGTH, seed=7)
+    loss = heldout_loss(prior, clips[:5], seed=0, batch_size=2)
     assert loss.shape == (4,) and bool((loss > 0).all())
-    torch.testing.assert_close(loss, heldout_loss(prior, clips, seed=0, batch_size=5))
-
-    class Zero:  # eps_hat = 0: the loss is the mean of eps^2, close to 1
-        schedule, stems = prior.schedule, prior.stems
-
-        def epsilon(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return torch.zeros_like(x_t)
-
-    zero = heldout_loss(Zero(), clips)  # type: ignore[arg-type]
-    assert bool(((zero - 1).abs() < 0.2).all())
+    torch.testing.assert_close(loss, heldout_loss(prior, clips[:5], seed=0, batch_size=5))
+    # eps_hat = 0: the loss is the mean of eps^2; F = 0 under EDM's scalings with sigma_data the
+    # data's RMS: the mean square of a unit-variance target. Both are 1 up to sampling error.
+    epsilon_zero = AudioPrior(_ZeroNetwork(), STEMS, 8000, LENGTH)
+    edm_zero = AudioPrior(PreconditionedUNet1D(_ZeroNetwork(), 0.05), STEMS, 8000, LENGTH)
+    for zero in (epsilon_zero, edm_zero):
+        assert bool(((heldout_loss(zero, clips) - 1).abs() < 0.1).all())
 
 
 def test_bad_test_data(files, tmp_path) -> None:
@@ -194,7 +204,7 @@ def test_cli_writes_evaluation_audio_and_card(files, capsys) -> None:
         ) in card
     assert "**8 clips** (song seeds 0 … 7)" in card and "GPL-2" in card
     assert "`mgdm train audio-prior --out RUN`" in card and "Hardware: a test machine." in card
-    assert "| all | 0.0002 | 4 | 0 | 2 |" in card  # lr, batch, seed, steps of the run
+    assert "| all | 0.0004 | 4 | 0 | 2 |" in card  # lr, batch, seed, steps of the run
     network = load_audio_prior(folder).network
     assert f"{sum(p.numel() for p in network.parameters()):,} |" in card
 
@@ -206,7 +216,7 @@ def test_cli_independent_stems_lists_every_part(files) -> None:
     card = (folder / "MODEL_CARD.md").read_text()
     assert card.startswith("# Independent-stems music prior")
     for stem in STEMS:
-        assert f"| {stem} | 0.0002 | 4 | 0 | 2 |" in card
+        assert f"| {stem} | 0.0004 | 4 | 0 | 2 |" in card
 
 
 def test_cli_errors_say_what_is_expected(files, capsys) -> None:

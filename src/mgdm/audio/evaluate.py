@@ -8,8 +8,9 @@
   clip ``x_0`` (all ``N`` of them, not only ``count``): one time ``k ~ U{1, …, 1000}`` and one
   ``eps ~ N(0, I)`` ``[S, L]`` per clip, drawn from a generator seeded by
   ``derive_seed(seed, 22, i)`` for clip ``i`` (so the figure does not depend on the batch),
-  ``x_k = sqrt(abar_k) x_0 + sqrt(1 - abar_k) eps`` and ``mean((eps_hat(x_k, k) - eps)^2)`` over
-  clips and samples of the stem's channel; the overall loss is the mean over stems (for a joint
+  ``x_k = sqrt(abar_k) x_0 + sqrt(1 - abar_k) eps`` and the mean square of the objective's
+  residual (:func:`objective_residual`: EDM's preconditioned one, or ``eps_hat - eps`` for an
+  epsilon network) over clips and samples of the stem's channel; the overall loss is the mean over stems (for a joint
   prior exactly the training objective, for independent stems the mean of the parts' objectives);
 * **samples**: ``count`` draws of :func:`mgdm.priors.evaluate.sample_prior` (DDIM(eta) on
   ``num_steps`` grid points, sample ``n`` from the seed ``derive_seed(seed, 21, n)``; no clamp);
@@ -44,7 +45,7 @@ import torch
 from torch import Tensor
 
 from mgdm.audio.dataset import StemData, load_stem_tensor
-from mgdm.audio.prior import AudioPrior, IndependentStemsPrior
+from mgdm.audio.prior import AudioPrior, IndependentStemsPrior, PreconditionedUNet1D
 from mgdm.audio.wav import write_wav
 from mgdm.diffusion.schedules import NUM_TIMESTEPS
 from mgdm.priors.evaluate import machine_description, sample_prior
@@ -70,7 +71,7 @@ class StemEvaluation:
 
     Attributes:
         stem: its name.
-        heldout_loss: epsilon MSE on the test clips.
+        heldout_loss: the training objective on the test clips.
         sample_rms: mean per-clip RMS of the samples (full-scale units).
         data_rms: mean per-clip RMS of the test clips.
         spectral_distance_db: samples vs the reference half of the test clips.
@@ -193,9 +194,10 @@ def heldout_noise(seed: int, index: int, shape: tuple[int, ...]) -> tuple[int, T
 def heldout_loss(
     prior: AudioPrior | IndependentStemsPrior, clips: Tensor, seed: int = 0, batch_size: int = 16
 ) -> Tensor:
-    """Per-stem epsilon MSE of ``prior`` on ``clips`` ``[N, S, L]``: ``[S]`` float64, the mean
-    of ``(eps_hat(x_k, k) - eps)^2`` over clips and samples, ``(k, eps)`` of clip ``i`` from
-    :func:`heldout_noise`."""
+    """Per-stem training objective of ``prior`` on ``clips`` ``[N, S, L]``: ``[S]`` float64, the
+    mean square over clips and samples of the residual of :func:`objective_residual`, ``(k,
+    eps)`` of clip ``i`` from :func:`heldout_noise`."""
+    parts = prior.parts if isinstance(prior, IndependentStemsPrior) else (prior,)
     total = torch.zeros(clips.shape[1], dtype=torch.float64)
     for start in range(0, clips.shape[0], batch_size):
         x0 = clips[start : start + batch_size]
@@ -204,8 +206,25 @@ def heldout_loss(
         eps = torch.stack([d[1] for d in draws])
         abar = prior.schedule.alpha_bar(k).to(x0.dtype).view(-1, 1, 1)
         x_k = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
-        total += (prior.epsilon(x_k, k) - eps).to(torch.float64).square().sum(dim=(0, 2))
+        channel = 0
+        for part in parts:
+            width = part.sample_shape[0]
+            window = slice(channel, channel + width)
+            residual = objective_residual(part, x0[:, window], x_k[:, window], k, eps[:, window])
+            total[window] += residual.to(torch.float64).square().sum(dim=(0, 2))
+            channel += width
     return total / (clips.shape[0] * clips.shape[2])
+
+
+def objective_residual(
+    prior: AudioPrior, x0: Tensor, x_k: Tensor, k: Tensor, eps: Tensor
+) -> Tensor:
+    """The residual whose mean square is the training objective of ``prior``'s network, ``[B, S,
+    L]``: EDM's :meth:`~mgdm.audio.prior.PreconditionedUNet1D.training_residual` for the priors
+    of ``mgdm train audio-prior``, ``eps_hat(x_k, k) - eps`` for a plain epsilon network."""
+    if isinstance(prior.network, PreconditionedUNet1D):
+        return prior.network.training_residual(x0, x_k, k)
+    return prior.epsilon(x_k, k) - eps
 
 
 # --------------------------------------------------------------------------- evaluation

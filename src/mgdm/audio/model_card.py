@@ -77,19 +77,19 @@ def _title_and_use(evaluation: AudioPriorEvaluation) -> tuple[str, str]:
     if evaluation.independent:
         title = "Independent-stems music prior (four single-stem diffusion priors)"
         what = (
-            f"Four epsilon-prediction diffusion priors, one per stem ({', '.join(stems)}), each\n"
+            f"Four diffusion priors (EDM-preconditioned denoisers), one per stem ({', '.join(stems)}), each\n"
             f"on waveforms [1, {evaluation.length}], used side by side as one prior on {shape}\n"
             "with independent stems, p(x) = prod_s p_s(x_s) (ISDM-style)."
         )
     elif len(stems) > 1:
         title = f"{len(stems)}-stem music diffusion prior (joint, MSDM-style)"
         what = (
-            f"One epsilon-prediction diffusion prior on the stems {shape} ({', '.join(stems)})\n"
+            f"One diffusion prior (an EDM-preconditioned denoiser) on the stems {shape} ({', '.join(stems)})\n"
             "jointly: it models how the stems go together, as MSDM's multi-source prior."
         )
     else:
         title = f"Single-stem music diffusion prior ({stems[0]})"
-        what = f"An epsilon-prediction diffusion prior on {stems[0]} waveforms {shape}."
+        what = f"A diffusion prior (an EDM-preconditioned denoiser) on {stems[0]} waveforms {shape}."
     use = (
         f"{what}\nWaveforms at {evaluation.sample_rate} Hz, {evaluation.length} samples "
         f"({evaluation.length / evaluation.sample_rate:.2f} s), in WAV units (not normalised).\n"
@@ -122,8 +122,8 @@ def _data_section(configs: list[dict], evaluation: AudioPriorEvaluation) -> str:
 def _training_tables(runs: list[Path], configs: list[dict]) -> tuple[str, float]:
     """The architecture and training rows of every run, and the total training hours."""
     architecture = [
-        "| part | UNet channels | factors | blocks | kernel | attention | parameters |",
-        "|:---|:---|:---|---:|---:|:---|---:|",
+        "| part | UNet channels | factors | blocks | kernel | attention | parameters | sigma_data |",
+        "|:---|:---|:---|---:|---:|:---|---:|---:|",
     ]
     training = [
         "| part | Adam lr | batch | seed | steps | final loss | training time |",
@@ -131,14 +131,17 @@ def _training_tables(runs: list[Path], configs: list[dict]) -> tuple[str, float]
     ]
     hours = 0.0
     for run, config in zip(runs, configs):
-        network = _read_json(run / PRIOR_FILE)["network"]
+        description = _read_json(run / PRIOR_FILE)
+        network = description["network"]
+        preconditioning = description.get("preconditioning")
+        sigma_data = "–" if preconditioning is None else f"{preconditioning['sigma_data']:.4f}"
         summary = training_summary(run)
         hours += summary["training_seconds"] / 3600
         part = config["stems"]
         architecture.append(
             f"| {part} | {network['channels']} | {network['factors']} | {network['blocks']} | "
             f"{network['kernel_size']} | {'yes' if network['attention'] else 'no'} | "
-            f"{parameter_count(run):,} |"
+            f"{parameter_count(run):,} | {sigma_data} |"
         )
         training.append(
             f"| {part} | {config['lr']} | {config['batch_size']} | {config['seed']} | "
@@ -199,7 +202,8 @@ the stems are its channels.
 
 - MSDM's Karras noise schedule: {NUM_TIMESTEPS} levels sigma from {MSDM_SIGMA_MIN} to
   {MSDM_SIGMA_MAX}, rho {MSDM_RHO}, abar = 1 / (1 + sigma^2); uniform integer times
-  k in 1 … {NUM_TIMESTEPS}, MSE on epsilon; Adam, no EMA.
+  k in 1 … {NUM_TIMESTEPS}; EDM's preconditioning and loss (`PreconditionedUNet1D`, with
+  sigma_data the RMS of the training clips, in the table above); Adam, no EMA.
 - Final loss: the mean of the last {FINAL_LOSS_WINDOW} logged steps; training time: optimisation
   wall time in `train_log.csv` (summed over resumed sessions), **{hours:.2f} h** in all.
 - Hardware: {training_hardware}.
@@ -209,7 +213,7 @@ the stems are its channels.
 {e.samples} prior samples (DDIM, {e.ddim_steps} steps, eta {e.eta}) against the {e.test_clips}
 test clips.
 
-- Held-out loss: the training objective (epsilon MSE) on all {e.test_clips} test clips, one
+- Held-out loss: the training objective on all {e.test_clips} test clips, one
   seeded time and noise per clip; **{e.heldout_loss:.4f}** over all stems.
 - RMS: the mean over clips of each clip's RMS (full-scale units).
 - Spectral distance: the mean over {e.spectrum_bands} log-spaced bands (20 Hz to

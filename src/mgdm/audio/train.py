@@ -1,10 +1,11 @@
-"""Train an epsilon-prediction diffusion prior on audio stems, resumably (``mgdm train audio-prior``).
+"""Train an EDM-preconditioned diffusion prior on audio stems, resumably (``mgdm train audio-prior``).
 
 **Objective.** On the MSDM schedule (:func:`mgdm.audio.prior.msdm_schedule`), each step draws
 for every clip ``x_0`` (``[B, C, L]`` in WAV units; ``C = 4`` stems jointly, or ``C = 1`` for
 one stem) a time ``k ~ U{1, …, 1000}`` and ``eps ~ N(0, I)``, forms
-``x_k = sqrt(abar_k) x_0 + sqrt(1 - abar_k) eps`` and minimises
-``mean((unet(x_k, k) - eps)^2)`` with Adam; the network is called with the integer ``k``.
+``x_k = sqrt(abar_k) x_0 + sqrt(1 - abar_k) eps`` and minimises EDM's preconditioned loss
+(:meth:`mgdm.audio.prior.PreconditionedUNet1D.training_loss`, ``sigma_data`` = the RMS of the
+training clips' stems) with Adam; the UNet is called with the integer ``k``.
 
 **Randomness and exact resume** are those of the image trainer (:mod:`mgdm.train.prior`, whose
 helpers this module uses): weights from ``seed``; the clips of step ``s`` from
@@ -30,8 +31,8 @@ import torch
 
 from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import load_stem_tensor
-from mgdm.audio.prior import msdm_schedule, save_audio_prior
-from mgdm.audio.unet1d import UNet1D, UNet1DConfig, build_unet1d
+from mgdm.audio.prior import PreconditionedUNet1D, msdm_schedule, save_audio_prior
+from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
 from mgdm.train.prior import (
     batch_indices,
     diffusion_batch,
@@ -123,9 +124,10 @@ def train_audio_prior(
     checkpoint_every: int = 200,
     device: torch.device | str = "cpu",
     progress: bool = True,
-) -> UNet1D:
+) -> PreconditionedUNet1D:
     """Train (or resume) the prior of ``config`` on the stem file ``data`` in ``out`` up to
-    ``steps`` steps; returns the network (also saved as ``out/prior.json`` + ``model.safetensors``).
+    ``steps`` steps; returns the network (also saved as ``out/prior.json`` + ``model.safetensors``),
+    EDM-preconditioned with ``sigma_data`` the RMS of the training clips' stems.
 
     Raises ``ValueError`` for ``steps < 1``, ``checkpoint_every < 1``, a data file that is not a
     stem file, fewer clips than ``batch_size``, a clip length the UNet cannot downsample, a
@@ -153,14 +155,16 @@ def train_audio_prior(
     prepare_run_folder(
         out, {**config.to_json(), "data": stem_data.fingerprint()}, "mgdm train audio-prior"
     )
+    sigma_data = float(clips.to(torch.float64).square().mean().sqrt())
     clips = clips.to(device)
-    abar = msdm_schedule().abar
-    model = build_unet1d(network_config, config.seed).to(device)
+    schedule = msdm_schedule()
+    model = PreconditionedUNet1D(build_unet1d(network_config, config.seed), sigma_data, schedule)
+    model = model.to(device)
 
     def loss_at(step: int) -> torch.Tensor:
         x0 = clips[batch_indices(count, config.batch_size, config.seed, step)]
-        x_k, k, eps = diffusion_batch(x0, abar, config.seed, step)
-        return torch.nn.functional.mse_loss(model(x_k, k), eps)
+        x_k, k, _ = diffusion_batch(x0, schedule.abar, config.seed, step)
+        return model.training_loss(x0, x_k, k)
 
     fit_resumably(
         out, model, config.lr, steps, checkpoint_every, loss_at, "train audio prior", progress

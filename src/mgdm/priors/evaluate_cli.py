@@ -14,7 +14,7 @@ from pathlib import Path
 AUDIO_PRIOR_HELP = """\
 Measure an audio prior (`mgdm train audio-prior`) on test clips and write its model card.
 
-Held-out loss: the training objective (epsilon MSE) on every clip of --data, one seeded time and
+Held-out loss: the training objective on every clip of --data, one seeded time and
 noise per clip. Samples: --samples unconditional samples (DDIM, --steps grid points, eta 1).
 Per stem: the mean RMS of samples and test clips, and the spectral distance (mean absolute dB
 difference of average Hann-windowed power spectra in 64 log-spaced bands from 20 Hz) between
