@@ -16,6 +16,7 @@ from mgdm.audio.dataset import StemData, save_stem_tensor
 from mgdm.audio.prior import (
     AudioPrior,
     IndependentStemsPrior,
+    PreconditionedUNet1D,
     load_audio_prior,
     msdm_schedule,
     save_audio_prior,
@@ -75,6 +76,34 @@ def test_saved_prior_loads_back_with_equal_outputs(tmp_path) -> None:
     assert torch.equal(loaded.epsilon(x, t), prior.epsilon(x, t))
     assert torch.equal(loaded.denoise(x, t), prior.denoise(x, t))
     assert json.loads((tmp_path / "prior.json").read_text())["schedule"] == "msdm-karras"
+
+
+def test_edm_preconditioning_identities_and_round_trip(tmp_path) -> None:
+    schedule = msdm_schedule()
+    network = PreconditionedUNet1D(build_unet1d(TINY, seed=5), sigma_data=0.04)
+    x0 = 0.04 * _randn(3, 4, LENGTH, seed=6)
+    eps = _randn(3, 4, LENGTH, seed=7)
+    # at k = 0 (sigma = 0) the denoiser is the identity
+    torch.testing.assert_close(network(x0, torch.zeros(3, dtype=torch.int64)), x0)
+    # EDM's loss is the denoising error weighted by 1 / c_out^2
+    k = torch.tensor([1, 400, 1000])
+    abar = schedule.alpha_bar(k).to(torch.float64).view(-1, 1, 1)
+    x_vp = (abar.sqrt() * x0 + (1 - abar).sqrt() * eps).float()
+    sigma = (1 / abar - 1).sqrt()  # in float64: 1 - abar is 2.5e-7 at k = 1
+    c_out = (sigma * 0.04 / (sigma.square() + 0.04**2).sqrt()).float()
+    with torch.no_grad():
+        weighted = ((network(x_vp, k) - x0) / c_out).square().mean()
+        torch.testing.assert_close(network.training_loss(x0, x_vp, k), weighted, rtol=1e-4, atol=0)
+    # saved and loaded: an x0-predicting prior with the same outputs
+    save_audio_prior(tmp_path, network, STEMS, 8000, LENGTH)
+    description = json.loads((tmp_path / "prior.json").read_text())
+    assert description["preconditioning"] == {"kind": "edm", "sigma_data": 0.04}
+    loaded = load_audio_prior(tmp_path)
+    assert isinstance(loaded.network, PreconditionedUNet1D) and loaded.prediction == "sample"
+    prior = AudioPrior(network, STEMS, 8000, LENGTH)
+    assert torch.equal(loaded.denoise(x_vp, k), prior.denoise(x_vp, k))
+    with pytest.raises(ValueError, match="sigma_data must be a positive number"):
+        PreconditionedUNet1D(build_unet1d(TINY, seed=5), sigma_data=0.0)
 
 
 def test_independent_stems_prior(tmp_path) -> None:
