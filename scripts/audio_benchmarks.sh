@@ -10,7 +10,8 @@
 #   export       copy the priors into src/mgdm/assets/ (what `mgdm separate` loads by default)
 #   evaluate     held-out loss, spectra and model cards of the shipped priors
 #   bench        `mgdm bench audio` on 20 test mixtures: MGDM R = 1, 2, 4, 6, the baselines,
-#                MSDM's Dirac separator, MGDM on the independent priors ($PROCS processes)
+#                MSDM's Dirac separator, MGDM on the independent priors ($PROCS processes:
+#                1 or 2)
 #   table        docs/results/audio/table.md and compute_curve.png
 # DATA (default runs/audio-data) holds the generated data (2.2 GB, not in git).
 set -euo pipefail
@@ -26,8 +27,6 @@ STEPS=1500
 TRAIN="--steps $STEPS --lr 4e-4 --batch-size 16 --factors 8,4,4 --checkpoint-every 250"
 JOINT_CHANNELS=8,32,64,128
 SINGLE_CHANNELS=4,16,32,64
-SAMPLERS_A=mgdm,msdm
-SAMPLERS_B=dps,pgdm,ddnm,diffpir,reddiff,daps,pnpdm
 
 step_data() {
   [[ -f $DATA/train.safetensors ]] || $MGDM audio-data --out "$DATA" --split train --count 8000 --no-wav
@@ -58,19 +57,27 @@ step_evaluate() {
     --data "$DATA/test.safetensors" --command "$(single_command STEM) (STEM = bass, drums, guitar, piano)" \
     --training-hardware "$HARDWARE"
 }
-bench() {
-  $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" --independent-prior "$ASSETS/audio-independent-priors" \
-    --data "$DATA/test.safetensors" --mixtures 20 --mgdm-sweeps 1,2,4,6 --batch 4 \
-    --db "$RESULTS/main.sqlite" --samplers "$1" "${@:2}"
+bench() {  # bench ARGS...: one `mgdm bench audio` run into the shared database
+  $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" --data "$DATA/test.safetensors" \
+    --mixtures 20 --batch 4 --db "$RESULTS/main.sqlite" "$@"
 }
+# Four parts; any split of them over processes gives the same rows (seeds do not depend on it).
+# MGDM's sweeps run R = 6 first, so that the independent-prior part finds mgdm-R6 done.
+bench_sweeps() { bench --samplers mgdm --mgdm-sweeps 6,4,2,1 "$@"; }
+bench_baselines() { bench --samplers dps,pgdm,ddnm,msdm "$@"; }
+bench_independent() {
+  bench --samplers mgdm --mgdm-sweeps 6 --independent-prior "$ASSETS/audio-independent-priors" "$@"
+}
+bench_more() { bench --samplers diffpir,reddiff,daps,pnpdm "$@"; }
 step_bench() {
   mkdir -p "$RESULTS"
   if [[ "$PROCS" -gt 1 ]]; then
-    bench "$SAMPLERS_B" --quiet & other=$!
-    bench "$SAMPLERS_A"
+    (bench_baselines --quiet && bench_independent --quiet) & other=$!
+    bench_sweeps
+    bench_more
     wait "$other"
   else
-    bench "$SAMPLERS_A,$SAMPLERS_B"
+    bench_sweeps && bench_baselines && bench_independent && bench_more
   fi
 }
 step_table() { $MGDM bench audio-table --db "$RESULTS/main.sqlite" --out "$RESULTS"; }

@@ -10,8 +10,9 @@ has ``sigma_k`` increasing with ``k``, and ``sigma_0 = 0``; the VP schedule is
 **Preconditioning** (:class:`PreconditionedUNet1D`, Karras et al. 2022, as MSDM's own
 denoiser). Waveforms have an RMS of about ``sigma_data = 0.04`` while the levels reach
 ``sigma = 20``: an epsilon network must then be accurate to ``sigma_data / sigma`` (1e-3 of its
-output) for ``x0_hat = (x - sqrt(1 - abar) eps_hat) / sqrt(abar)`` to be usable, and prior samples
-of a briefly trained one blow up (RMS 2.4 against 0.035 for the data, measured). The priors
+output) for ``x0_hat = (x - sqrt(1 - abar) eps_hat) / sqrt(abar)`` to be usable; the prior
+samples of a briefly trained one (an early version of this trainer) came out at many times the
+data's RMS. The priors
 trained here therefore predict ``x_0`` through EDM's scalings of the VE input
 ``x = x_0 + sigma n = x_vp / sqrt(abar)``::
 
