@@ -7,8 +7,10 @@
 #   train-joint  the four-stem prior (one network, the stems jointly)
 #   train-independent  four single-stem priors (ISDM-style), a quarter of the joint prior's
 #                FLOPs each, so one call of the four costs about one call of the joint prior
-#   export       copy the priors into src/mgdm/assets/ (what `mgdm separate` loads by default)
-#   evaluate     held-out loss, spectra and model cards of the shipped priors
+#   export-joint, export-independent
+#                copy the priors into src/mgdm/assets/ (what `mgdm separate` loads)
+#   evaluate-joint, evaluate-independent
+#                held-out loss, spectra and model cards of the shipped priors
 #   bench        `mgdm bench audio` on 20 test mixtures: MGDM R = 1, 2, 4, 6, the baselines,
 #                MSDM's Dirac separator, MGDM on the independent priors ($PROCS processes:
 #                1 or 2)
@@ -42,17 +44,21 @@ step_train_joint() { .venv/bin/$(joint_command); }
 step_train_independent() {
   for stem in bass drums guitar piano; do .venv/bin/$(single_command "$stem"); done
 }
-step_export() {
+step_export_joint() {
   mkdir -p "$ASSETS/audio-4stem-prior"
   cp runs/audio-4stem/{prior.json,model.safetensors} "$ASSETS/audio-4stem-prior/"
+}
+step_export_independent() {
   for stem in bass drums guitar piano; do
     mkdir -p "$ASSETS/audio-independent-priors/$stem"
     cp runs/audio-independent/$stem/{prior.json,model.safetensors} "$ASSETS/audio-independent-priors/$stem/"
   done
 }
-step_evaluate() {
+step_evaluate_joint() {
   $MGDM evaluate audio-prior --prior "$ASSETS/audio-4stem-prior" --run runs/audio-4stem \
     --data "$DATA/test.safetensors" --command "$(joint_command)" --training-hardware "$HARDWARE"
+}
+step_evaluate_independent() {
   $MGDM evaluate audio-prior --prior "$ASSETS/audio-independent-priors" --run runs/audio-independent \
     --data "$DATA/test.safetensors" --command "$(single_command STEM) (STEM = bass, drums, guitar, piano)" \
     --training-hardware "$HARDWARE"
@@ -82,10 +88,12 @@ step_bench() {
 }
 step_table() { $MGDM bench audio-table --db "$RESULTS/main.sqlite" --out "$RESULTS"; }
 
-ORDER=(data train-joint train-independent export evaluate bench table)
+ORDER=(data train-joint train-independent export-joint export-independent evaluate-joint
+  evaluate-independent bench table)
 for name in "${@:-${ORDER[@]}}"; do
   case "$name" in
-    data | train-joint | train-independent | export | evaluate | bench | table) ;;
+    data | train-joint | train-independent | export-joint | export-independent) ;;
+    evaluate-joint | evaluate-independent | bench | table) ;;
     *) echo "unknown step $name; known: ${ORDER[*]}" >&2; exit 2 ;;
   esac
   echo "== $name"
