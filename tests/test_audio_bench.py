@@ -119,6 +119,17 @@ def test_samples_do_not_depend_on_the_batch(files, tmp_path, capsys) -> None:
         assert values == pytest.approx(runs["3"][key], abs=1e-4)
 
 
+def test_only_runs_the_named_variants_with_the_same_rows(files, tmp_path) -> None:
+    whole, part = tmp_path / "whole.sqlite", tmp_path / "part.sqlite"
+    assert main(_bench(files, whole, "--samplers", "ddnm,msdm")) == 0
+    assert main(_bench(files, part, "--samplers", "ddnm,msdm", "--only", "msdm")) == 0
+    rows = {r.key: r.si_sdri for r in read_audio_db(part)[1]}
+    assert {key[0] for key in rows} == {"msdm"} and len(rows) == 3
+    for row in read_audio_db(whole)[1]:
+        if row.sampler == "msdm":
+            assert row.si_sdri == pytest.approx(rows[row.key], abs=1e-6)
+
+
 def test_variants_and_skipped_samplers(files) -> None:
     variants, notes = audio_variants("all", [1, 2, 4, 6], independent=False)
     labels = [v.label for v in variants]
@@ -157,6 +168,7 @@ def test_skipped_rows_and_table_budgets(files, tmp_path, capsys) -> None:
         (["--budget", "-3"], "the budget must be a number of network calls > 0"),
         (["--independent-prior", "PRIOR"], "holds a prior of the stems"),
         (["--data", "PRIOR/prior.json"], "is not a readable stem file"),
+        (["--only", "mgdm-R3"], "--only names mgdm-R3, not among this run's variants"),
     ],
 )
 def test_bad_inputs_give_one_line(files, tmp_path, capsys, change, message) -> None:

@@ -566,6 +566,7 @@ def run_audio_benchmark(
     budget: float | None = None,
     batch_size: int = 4,
     sigma_y: float = AUDIO_SIGMA_Y,
+    only: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> AudioSummary:
@@ -583,12 +584,23 @@ def run_audio_benchmark(
         budget: network calls per window for every sampler (``None``: their own settings).
         batch_size: mixtures per sampler call.
         sigma_y: std of the likelihood (the observation itself is noise-free).
+        only: run only the variants of these labels (e.g. ``["mgdm-independent"]``, to share
+            the variants of one sampler list between processes).
         device: where the samplers run (metrics on the CPU).
         progress: show a progress bar over cells.
     """
     _check_options(mixtures, budget, batch_size)
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else sorted(set(seeds))
     variants, notes = audio_variants(samplers, mgdm_sweeps, independent_prior is not None)
+    if only is not None:
+        labels = [v.label for v in variants]
+        unknown = sorted(set(only) - set(labels))
+        if unknown:
+            raise ValueError(
+                f"--only names {', '.join(unknown)}, not among this run's variants "
+                f"{', '.join(labels)}."
+            )
+        variants = [v for v in variants if v.label in only]
     summary = AudioSummary(notes=notes)
     if mixtures < 20:
         notes.append(f"{mixtures} mixtures: the confidence intervals are rough below 20.")

@@ -68,6 +68,12 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--batch", type=int, default=4, help="mixtures per sampler call (default: %(default)s)"
     )
+    parser.add_argument(
+        "--only",
+        metavar="LABELS",
+        help="run only these variants, a comma list of labels such as mgdm-independent (to "
+        "share one run's variants between processes)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         budget=args.budget,
         batch_size=args.batch,
+        only=args.only.split(",") if args.only else None,
         device=args.device,
         progress=not args.quiet,
     )
