@@ -78,8 +78,8 @@ bench_independent() {
 step_bench() {
   mkdir -p "$RESULTS"
   if [[ "$PROCS" -gt 1 ]]; then
-    (bench_independent --quiet && bench --samplers ddnm,msdm --quiet) & other=$!
-    bench_sweeps && bench --samplers dps,pgdm --quiet
+    (bench_independent --quiet && bench --samplers ddnm,pgdm --quiet) & other=$!
+    bench_sweeps && bench --samplers dps,msdm --quiet
     wait "$other"
   else
     bench_sweeps && bench --samplers dps,pgdm,ddnm,msdm && bench_independent
