@@ -35,6 +35,7 @@ from mgdm.audio.prior import PreconditionedUNet1D, msdm_schedule, save_audio_pri
 from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
 from mgdm.train.prior import (
     batch_indices,
+    check_run_lengths,
     diffusion_batch,
     fit_resumably,
     prepare_run_folder,
@@ -133,10 +134,7 @@ def train_audio_prior(
     stem file, fewer clips than ``batch_size``, a clip length the UNet cannot downsample, a
     non-empty ``out`` that is not this run on this data, or a checkpoint already past ``steps``.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}.")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint interval must be >= 1; got {checkpoint_every}.")
+    check_run_lengths(steps, checkpoint_every)
     out = Path(out)
     stem_data = load_stem_tensor(data)
     missing = [name for name in config.stem_names if name not in stem_data.names]

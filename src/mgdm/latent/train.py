@@ -55,6 +55,7 @@ from mgdm.train.prior import (
     IMAGE_SIZE,
     TrainConfig,
     batch_indices,
+    check_run_lengths,
     diffusion_batch,
     export_pipeline,
     fit_resumably,
@@ -103,10 +104,7 @@ class AutoencoderTrainConfig:
 
 
 def _check_run(steps: int, checkpoint_every: int, images: Tensor, batch_size: int) -> None:
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}.")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint interval must be >= 1; got {checkpoint_every}.")
+    check_run_lengths(steps, checkpoint_every)
     if images.shape[0] < batch_size:
         raise ValueError(f"batch size {batch_size} exceeds the {images.shape[0]} training images.")
 

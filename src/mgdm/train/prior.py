@@ -304,6 +304,15 @@ def export_pipeline(model: torch.nn.Module, out: Path) -> None:
     ).save_pretrained(out / "scheduler")
 
 
+def check_run_lengths(steps: int, checkpoint_every: int) -> None:
+    """``ValueError`` unless ``steps >= 1`` and ``checkpoint_every >= 1`` (every trainer checks
+    them before it touches its run folder)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}.")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint interval must be >= 1; got {checkpoint_every}.")
+
+
 def fit_resumably(
     out: Path,
     model: torch.nn.Module,
@@ -369,10 +378,7 @@ def train_prior(
     ``ValueError`` for ``steps < 1``, ``checkpoint_every < 1``, ``limit < batch_size``, a
     non-empty ``out`` that is not a run of ``config``, or a checkpoint already past ``steps``.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1; got {steps}.")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint interval must be >= 1; got {checkpoint_every}.")
+    check_run_lengths(steps, checkpoint_every)
     out = Path(out)
     images = load_fashion_mnist("train", limit=config.limit).images
     if images.shape[0] < config.batch_size:
@@ -398,6 +404,7 @@ __all__ = [
     "TrainConfig",
     "batch_indices",
     "build_unet",
+    "check_run_lengths",
     "diffusion_batch",
     "export_pipeline",
     "fit_resumably",
