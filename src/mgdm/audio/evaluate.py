@@ -228,7 +228,9 @@ def objective_residual(
 
 
 # --------------------------------------------------------------------------- evaluation
-def stem_clips_for(prior: AudioPrior | IndependentStemsPrior, data: StemData, path: Path) -> Tensor:
+def stem_clips_for(
+    prior: AudioPrior | IndependentStemsPrior, data: StemData, path: Path | str
+) -> Tensor:
     """The clips ``[N, S, L]`` of the prior's stems in ``data`` (read from ``path``); ``ValueError``
     when a stem, the length or the sample rate does not match, or ``N < 2``."""
     missing = [stem for stem in prior.stems if stem not in data.names]
@@ -254,7 +256,7 @@ def stem_clips_for(prior: AudioPrior | IndependentStemsPrior, data: StemData, pa
 
 def evaluate_audio_prior(
     prior: AudioPrior | IndependentStemsPrior,
-    test_data_path: Path | str,
+    test_data: StemData | Path | str,
     count: int = 64,
     num_steps: int = 100,
     seed: int = 0,
@@ -262,17 +264,19 @@ def evaluate_audio_prior(
     batch_size: int = 16,
     progress: bool = False,
 ) -> tuple[AudioPriorEvaluation, Tensor]:
-    """Measure ``prior`` on the stem file ``test_data_path`` (module docstring); returns the
-    figures and the ``count`` samples ``[count, S, L]``. ``batch_size`` clips go through the
+    """Measure ``prior`` on ``test_data``, a stem file or its loaded contents (module
+    docstring); returns the figures and the ``count`` samples ``[count, S, L]``. ``batch_size`` clips go through the
     network at once (the figures do not depend on it, up to rounding). ``ValueError`` for a
     test file that does not fit the prior (:func:`stem_clips_for`), for ``count`` or
     ``batch_size`` below 1 and for ``num_steps`` below 2."""
     for name, value in (("number of samples", count), ("batch size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"the {name} must be a positive integer; got {value!r}.")
-    path = Path(test_data_path)
-    data = load_stem_tensor(path)
-    clips = stem_clips_for(prior, data, path)
+    if isinstance(test_data, StemData):
+        data, source = test_data, "the test data"
+    else:
+        data, source = load_stem_tensor(test_data), str(test_data)
+    clips = stem_clips_for(prior, data, source)
     losses = heldout_loss(prior, clips, seed, batch_size)
     started = time.perf_counter()
     seeds = [derive_seed(seed, SAMPLE_STREAM, n) for n in range(count)]

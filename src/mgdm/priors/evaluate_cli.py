@@ -128,9 +128,11 @@ def run_audio(args: argparse.Namespace) -> int:
     run_dir = Path(args.run) if args.run else folder
     prior = load_audio_prior(folder)
     training_runs(run_dir, prior.stems, isinstance(prior, IndependentStemsPrior))  # fail early
+    data = load_stem_tensor(args.data)
+    reference = stem_clips_for(prior, data, args.data)[0]  # also checks the file fits the prior
     evaluation, samples = evaluate_audio_prior(
         prior,
-        args.data,
+        data,
         args.samples,
         args.steps,
         args.seed,
@@ -138,7 +140,6 @@ def run_audio(args: argparse.Namespace) -> int:
         progress=True,
     )
     save_audio_evaluation(evaluation, folder / "evaluation.json")
-    reference = stem_clips_for(prior, load_stem_tensor(args.data), Path(args.data))[0]
     write_sample_audio(samples, prior.stems, prior.sample_rate, folder, reference)
     card = render_audio_model_card(run_dir, evaluation, args.command, args.training_hardware)
     (folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
