@@ -12,9 +12,8 @@ denoiser). Waveforms have an RMS of about ``sigma_data = 0.04`` while the levels
 ``sigma = 20``: an epsilon network must then be accurate to ``sigma_data / sigma`` (1e-3 of its
 output) for ``x0_hat = (x - sqrt(1 - abar) eps_hat) / sqrt(abar)`` to be usable; the prior
 samples of a briefly trained one (an early version of this trainer) came out at many times the
-data's RMS. The priors
-trained here therefore predict ``x_0`` through EDM's scalings of the VE input
-``x = x_0 + sigma n = x_vp / sqrt(abar)``::
+data's RMS. The priors trained here therefore predict ``x_0`` through EDM's scalings of the VE
+input ``x = x_0 + sigma n = x_vp / sqrt(abar)``::
 
     D(x; sigma) = c_skip x + c_out F(c_in x, k),   c_skip = sd^2 / (sigma^2 + sd^2),
     c_out = sigma sd / sqrt(sigma^2 + sd^2),       c_in = 1 / sqrt(sigma^2 + sd^2)
@@ -93,11 +92,15 @@ class PreconditionedUNet1D(torch.nn.Module):
         if not (math.isfinite(sigma_data) and sigma_data > 0):
             raise ValueError(f"sigma_data must be a positive number; got {sigma_data!r}.")
         self.unet = unet
-        self.config = unet.config
         self.sigma_data = float(sigma_data)
         abar = (schedule if schedule is not None else msdm_schedule()).abar
         sigmas = (1.0 / abar - 1.0).clamp_min(0.0).sqrt().to(torch.float32)
         self.register_buffer("sigmas", sigmas, persistent=False)
+
+    @property
+    def config(self) -> UNet1DConfig:
+        """The configuration of the wrapped UNet (what :func:`save_audio_prior` records)."""
+        return self.unet.config
 
     def _scalings(self, k: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(c_skip, c_out, c_in, sqrt(1 + sigma^2))`` at the times ``k``, each ``[B, 1, 1]``."""

@@ -324,14 +324,14 @@ def separate_file(
 
 
 def resolve_prior(prior: Path | str | None, device: torch.device | str = "cpu") -> AudioDenoiser:
-    """The shipped prior named ``prior`` (:data:`SHIPPED_AUDIO_PRIORS`; ``None``: the
-    four-stem one), or ``load_audio_prior(prior)`` for a folder."""
+    """``load_audio_prior(prior)`` for an existing folder, else the shipped prior named ``prior``
+    (:data:`SHIPPED_AUDIO_PRIORS`; ``None``: the four-stem one)."""
     name = DEFAULT_AUDIO_PRIOR if prior is None else str(prior)
-    if name in SHIPPED_AUDIO_PRIORS and not Path(name).exists():
+    if Path(name).exists():
+        return load_audio_prior(name, device)
+    if name in SHIPPED_AUDIO_PRIORS:
         return load_audio_prior(SHIPPED_AUDIO_PRIORS[name], device)
-    if not Path(name).exists():
-        raise ValueError(
-            f"audio prior {name!r} is neither a shipped prior ({', '.join(SHIPPED_AUDIO_PRIORS)}) "
-            "nor an existing folder."
-        )
-    return load_audio_prior(name, device)
+    raise ValueError(
+        f"audio prior {name!r} is neither a shipped prior ({', '.join(SHIPPED_AUDIO_PRIORS)}) "
+        "nor an existing folder."
+    )
