@@ -1,9 +1,15 @@
 """The ``mgdm`` command line.
 
 Each command lives in its own module exposing ``add_parser(subparsers)``; the parser sets
-``func`` to a callable taking the parsed arguments and returning an exit status. Any
-``ValueError`` or ``FileNotFoundError`` raised by the library becomes a one-line message and
-exit status 2.
+``func`` to a callable taking the parsed arguments and returning an exit status.
+
+Errors reach the user as one line on stderr (:func:`run_command`):
+
+* bad input, whether argparse or the library refuses it (``ValueError``, ``FileNotFoundError``,
+  any other ``OSError`` such as a permission refused), and running out of memory (with what to
+  reduce): exit status 2;
+* anything else is a defect of mgdm: one line naming the exception, exit status 1;
+* ``--debug`` lets every exception through with its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import sys
 from collections.abc import Sequence
 
 import torch
+
+from mgdm.checkpoints import one_line
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mgdm.audio.cli",
@@ -38,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mgdm",
         description="Posterior sampling for inverse problems with diffusion priors (MGDM and baselines).",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, show the full traceback instead of a one-line message",
     )
     parser.add_argument(
         "--threads",
@@ -67,17 +80,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads < 1:
         parser.error(f"--threads must be >= 1; got {args.threads}")
     torch.set_num_threads(args.threads)
+    return run_command(args)
+
+
+MEMORY_MESSAGES = ("can't allocate memory", "out of memory", "not enough memory")
+"""Markers of an allocator's failure in a ``RuntimeError`` (CPU and CUDA allocators)."""
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``args.func(args)`` and turn any exception into one line on stderr and an exit
+    status (module docstring); with ``args.debug``, exceptions propagate with their traceback."""
+    prefix = f"mgdm {args.command}"
+    if getattr(args, "debug", False):
+        return int(args.func(args) or 0)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"mgdm {args.command}: error: {error}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. `| head`)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's final flush
         return 0
     except KeyboardInterrupt:
-        print(f"mgdm {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except (ValueError, OSError) as error:  # OSError includes FileNotFoundError, PermissionError
+        print(f"{prefix}: error: {one_line(error)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as error:
+        if not isinstance(error, MemoryError) and not any(
+            marker in str(error) for marker in MEMORY_MESSAGES
+        ):
+            return _internal_error(prefix, error)
+        print(
+            f"{prefix}: error: out of memory ({one_line(error)[:160]}); reduce the size of the "
+            "run (fewer samples, a smaller batch or dimension) or use a device with more memory.",
+            file=sys.stderr,
+        )
+        return 2
+    except Exception as error:  # noqa: BLE001 - the boundary: one line instead of a traceback
+        return _internal_error(prefix, error)
+
+
+def _internal_error(prefix: str, error: BaseException) -> int:
+    print(
+        f"{prefix}: internal error: {type(error).__name__}: {one_line(error)[:300]} "
+        "(rerun with --debug for the traceback, and please report it)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -54,10 +54,11 @@ from torch import Tensor
 
 from mgdm.audio.constants import STEMS
 from mgdm.audio.unet1d import UNet1D, UNet1DConfig
+from mgdm.checkpoints import load_state_dict_checked, read_state_dict
 from mgdm.diffusion.edm import karras_sigmas
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, Schedule, from_ve_sigmas
 from mgdm.priors.base import Denoiser
-from mgdm.priors.neural import EpsilonNetworkPrior, load_state_dict_checked, read_state_dict
+from mgdm.priors.neural import EpsilonNetworkPrior
 
 PRIOR_FILE = "prior.json"
 MODEL_FILE = "model.safetensors"

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from mgdm.priors.diffusers_loader import WEIGHT_FILES, read_json_file
-from mgdm.priors.neural import load_state_dict_checked, read_state_dict
+from mgdm.checkpoints import load_state_dict_checked, read_json_object, read_state_dict
+from mgdm.priors.diffusers_loader import WEIGHT_FILES
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL
@@ -168,7 +168,7 @@ def load_autoencoder_kl(vae_dir: Path | str, device: torch.device | str = "cpu")
     config_path = vae_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"no autoencoder in {vae_dir}: expected {config_path}.")
-    config = read_json_file(config_path)
+    config = read_json_object(config_path)
     if config.get("_class_name", "AutoencoderKL") != "AutoencoderKL":
         raise ValueError(
             f"{vae_dir} holds a {config['_class_name']}; only AutoencoderKL is supported."

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mgdm.checkpoints import load_state_dict_checked, read_json_object, read_state_dict
 from mgdm.latent.autoencoder import (
     KLAutoencoder,
     downsampling_factor,
@@ -34,15 +35,9 @@ from mgdm.latent.autoencoder import (
 from mgdm.latent.prior import LatentPrior
 from mgdm.priors.diffusers_loader import (
     load_diffusers_prior,
-    read_json_file,
     schedule_from_scheduler_config,
 )
-from mgdm.priors.neural import (
-    PREDICTIONS,
-    EpsilonNetworkPrior,
-    load_state_dict_checked,
-    read_state_dict,
-)
+from mgdm.priors.neural import PREDICTIONS, EpsilonNetworkPrior
 
 EMPTY_PROMPT_FILE = "empty_prompt_embedding.safetensors"
 """The file, at the top of a Stable Diffusion folder, holding ``E_text("")``."""
@@ -104,7 +99,7 @@ def load_condition_unet(unet_dir: Path, device: torch.device | str = "cpu") -> n
     UNets that need conditioning inputs other than ``encoder_hidden_states``."""
     from diffusers import UNet2DConditionModel
 
-    config = read_json_file(unet_dir / "config.json")
+    config = read_json_object(unet_dir / "config.json")
     extra = [f"{key} = {config[key]!r}" for key in _EXTRA_CONDITIONING if config.get(key)]
     if extra:
         raise ValueError(
@@ -126,7 +121,7 @@ def load_condition_prior(
     path: Path, device: torch.device | str = "cpu", network_time_offset: int = 0
 ) -> EpsilonNetworkPrior:
     """The prior on latents of ``path/unet`` (a ``UNet2DConditionModel``) with the empty prompt."""
-    scheduler = read_json_file(path / "scheduler" / "scheduler_config.json")
+    scheduler = read_json_object(path / "scheduler" / "scheduler_config.json")
     prediction = scheduler.get("prediction_type", "epsilon")
     if prediction not in PREDICTIONS:
         raise ValueError(
@@ -167,7 +162,7 @@ def load_latent_prior(
                 f"{path} is not a latent diffusion folder: {part} is missing (expected vae/, unet/ "
                 "and scheduler/ as Stable Diffusion's diffusers layout)."
             )
-    unet_class = read_json_file(path / "unet" / "config.json").get("_class_name", "UNet2DModel")
+    unet_class = read_json_object(path / "unet" / "config.json").get("_class_name", "UNet2DModel")
     if unet_class == "UNet2DModel":
         denoiser = load_diffusers_prior(
             path, device=device, network_time_offset=network_time_offset

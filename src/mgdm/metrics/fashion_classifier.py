@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mgdm.priors.neural import load_state_dict_checked, read_state_dict
+from mgdm.checkpoints import load_state_dict_checked, read_state_dict
 
 SHIPPED_CLASSIFIER_DIR = (
     Path(__file__).resolve().parent.parent / "assets" / "fashion-mnist-classifier"

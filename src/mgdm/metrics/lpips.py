@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mgdm.priors.neural import load_state_dict_checked, read_state_dict
+from mgdm.checkpoints import load_state_dict_checked, read_state_dict
 
 TRUNK_CHANNELS: tuple[int, ...] = (64, 192, 384, 256, 256)
 """Channels of the five tapped AlexNet layers (relu1 … relu5)."""

@@ -1,5 +1,6 @@
 """Priors: the denoiser interface, exact priors, and neural priors from local checkpoints."""
 
+from mgdm.checkpoints import load_state_dict_checked, read_state_dict
 from mgdm.diffusion.schedules import schedule_from_betas
 from mgdm.priors.adm import (
     FFHQ_256,
@@ -18,12 +19,7 @@ from mgdm.priors.diffusers_loader import (
 )
 from mgdm.priors.gaussian_mixture import GaussianMixture, GaussianMixturePosterior
 from mgdm.priors.kernel_density import KernelDensityPosterior, KernelDensityPrior
-from mgdm.priors.neural import (
-    EpsilonNetworkPrior,
-    ddpm_betas,
-    load_state_dict_checked,
-    read_state_dict,
-)
+from mgdm.priors.neural import EpsilonNetworkPrior, ddpm_betas
 
 __all__ = [
     "FFHQ_256",

@@ -58,13 +58,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mgdm.checkpoints import load_state_dict_checked, read_state_dict
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, Schedule, schedule_from_betas
-from mgdm.priors.neural import (
-    EpsilonNetworkPrior,
-    ddpm_betas,
-    load_state_dict_checked,
-    read_state_dict,
-)
+from mgdm.priors.neural import EpsilonNetworkPrior, ddpm_betas
 
 _DEFAULT_CHANNEL_MULT = {
     512: (0.5, 1, 1, 2, 2, 4, 4),

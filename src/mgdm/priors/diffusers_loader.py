@@ -23,21 +23,15 @@ level is exactly ``abar[k]``; see :mod:`mgdm.priors.neural`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from mgdm.checkpoints import load_state_dict_checked, read_json_object, read_state_dict
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, Schedule, schedule_from_betas
-from mgdm.priors.neural import (
-    PREDICTIONS,
-    EpsilonNetworkPrior,
-    ddpm_betas,
-    load_state_dict_checked,
-    read_state_dict,
-)
+from mgdm.priors.neural import PREDICTIONS, EpsilonNetworkPrior, ddpm_betas
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _LEARNED_VARIANCES = ("learned", "learned_range")
@@ -77,11 +71,6 @@ def schedule_from_scheduler_config(config: dict[str, Any]) -> Schedule:
     return schedule_from_betas(betas, name=name)
 
 
-def read_json_file(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def _locate(path: Path, scheduler_config: Path | str | None) -> tuple[Path, Path]:
     """The UNet folder and the scheduler configuration file."""
     if (path / "unet" / "config.json").is_file():
@@ -105,7 +94,7 @@ def load_diffusers_unet(unet_dir: Path | str, device: torch.device | str = "cpu"
     from diffusers import UNet2DModel
 
     unet_dir = Path(unet_dir)
-    config = read_json_file(unet_dir / "config.json")
+    config = read_json_object(unet_dir / "config.json")
     if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise ValueError(
             f"{unet_dir} holds a {config['_class_name']}; only UNet2DModel is supported."
@@ -133,7 +122,7 @@ def load_diffusers_prior(
     """A diffusers ``UNet2DModel`` (pipeline or UNet folder, see the module docstring) as a prior on
     ``[in_channels, sample_size, sample_size]`` images in ``[-1, 1]``."""
     unet_dir, scheduler_path = _locate(Path(path), scheduler_config)
-    scheduler = read_json_file(scheduler_path)
+    scheduler = read_json_object(scheduler_path)
     prediction = scheduler.get("prediction_type", "epsilon")
     if prediction not in PREDICTIONS:
         raise ValueError(

@@ -1,6 +1,5 @@
 """Neural priors: an adapter from a noise-prediction network to a :class:`Denoiser`, the DDPM
-beta schedules, and the safe checkpoint loading shared by :mod:`mgdm.priors.adm` and
-:mod:`mgdm.priors.diffusers_loader`.
+beta schedules (checkpoint I/O is :mod:`mgdm.checkpoints`).
 
 A network ``f(x, tau) -> out`` trained on a DDPM schedule of ``T = 1000`` steps sees, at its
 0-based step ``tau``, ``x = sqrt(abar_DDPM[tau]) x_0 + sqrt(1 - abar_DDPM[tau]) eps`` and predicts
@@ -27,8 +26,7 @@ called with ``tau = k - network_time_offset``:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -170,59 +168,3 @@ def ddpm_betas(
     raise ValueError(
         f"unknown beta schedule {name!r}; known: linear, scaled_linear, cosine, squaredcos_cap_v2."
     )
-
-
-# --------------------------------------------------------------------------- checkpoints
-def read_state_dict(path: Path | str) -> dict[str, Tensor]:
-    """A state dict from a ``.safetensors`` file or a torch file, loaded safely on the CPU.
-
-    Torch files go through ``torch.load(weights_only=True)``: tensors and containers only, never
-    arbitrary objects. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` when
-    the file does not hold a mapping from names to tensors.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # the unpickler's own message says what it refused
-        raise ValueError(f"{path} cannot be loaded safely (weights_only=True): {error}") from error
-    if not isinstance(obj, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
-    ):
-        raise ValueError(f"{path} does not hold a state dict (a mapping from names to tensors).")
-    return dict(obj)
-
-
-def load_state_dict_checked(
-    module: nn.Module, state_dict: Mapping[str, Tensor], source: str, shown: int = 5
-) -> None:
-    """``module.load_state_dict(state_dict)`` after checking names and shapes.
-
-    Raises a ``ValueError`` naming ``source``, the missing keys, the unexpected keys and the
-    first ``shown`` shape mismatches (``key: checkpoint shape vs model shape``).
-    """
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [
-        f"{k}: checkpoint {list(state_dict[k].shape)} vs model {list(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or mismatched:
-
-        def listing(keys: list[str]) -> str:
-            more = f" … (+{len(keys) - shown} more)" if len(keys) > shown else ""
-            return ", ".join(keys[:shown]) + more if keys else "none"
-
-        raise ValueError(
-            f"{source} does not fit {type(module).__name__}: {len(missing)} missing keys "
-            f"[{listing(missing)}]; {len(unexpected)} unexpected keys [{listing(unexpected)}]; "
-            f"{len(mismatched)} shape mismatches [{listing(mismatched)}]."
-        )
-    module.load_state_dict(state_dict)

@@ -51,9 +51,9 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mgdm.checkpoints import load_state_dict_checked, read_state_dict
 from mgdm.data.fashion_mnist import load_fashion_mnist
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, ddpm_linear
-from mgdm.priors.neural import load_state_dict_checked, read_state_dict
 from mgdm.random import derive_seed, torch_generator
 
 IMAGE_SIZE = 32

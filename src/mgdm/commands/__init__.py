@@ -1,0 +1,1 @@
+"""The command layer: argument types and checks shared by the ``mgdm`` commands."""

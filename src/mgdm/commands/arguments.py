@@ -1,0 +1,62 @@
+"""Argument types for the ``mgdm`` commands.
+
+Each is an ``argparse`` ``type=`` converter: a bad value becomes argparse's one-line error
+(``mgdm CMD: error: argument --x: …``, exit status 2) at parse time, before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from mgdm.devices import resolve_device
+
+
+def _number(text: str, kind: type) -> float | int:
+    try:
+        value = kind(text)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {noun}; got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1; got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0; got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """A finite number (no ``nan``, ``inf``)."""
+    return float(_number(text, float))
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = float(_number(text, float))
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0; got {text!r}")
+    return value
+
+
+def device(text: str) -> torch.device:
+    """A device this machine has (:func:`mgdm.devices.resolve_device`)."""
+    try:
+        return resolve_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).rstrip(".")) from None
