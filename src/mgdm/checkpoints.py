@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-SAFE_FORMATS = "a .safetensors file, or a torch file of plain tensors (torch.save(model.state_dict()))"
+SAFE_FORMATS = "a .safetensors file, or a torch file of plain tensors, torch.save(model.state_dict())"
 
 
 def read_state_dict(path: Path | str) -> dict[str, Tensor]:
@@ -46,7 +46,7 @@ def read_state_dict(path: Path | str) -> dict[str, Tensor]:
         raise ValueError(
             f"{path} cannot be loaded safely: it holds pickled Python objects besides tensors, and "
             f"mgdm never runs code from a file. In an environment you trust, save the model's state_dict() with "
-            f"safetensors.torch.save_file (or torch.save) and pass that file ({SAFE_FORMATS})."
+            f"safetensors.torch.save_file and pass that file ({SAFE_FORMATS})."
         ) from error
     except Exception as error:  # truncated or corrupt archives raise many types
         raise ValueError(

@@ -3,6 +3,10 @@
 Pixels map linearly from ``{0, …, 255}`` to ``[-1, 1]`` (``x = p / 127.5 - 1``). Observations are
 ``.npy`` arrays (read with ``allow_pickle=False``) in the units of ``A(x)``, or, for tasks whose
 observation is an image, an image file.
+
+Limits: an image may have at most :data:`MAX_IMAGE_PIXELS` pixels (checked from its header,
+before its pixels are decoded); an observation array must hold real numbers (integer or floating
+point; not bool, complex, strings or objects) that are finite in float32.
 """
 
 from __future__ import annotations
@@ -13,8 +17,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mgdm.files import atomic_path
 from mgdm.operators.inpainting import Inpainting
 from mgdm.tasks.registry import Task
+
+MAX_IMAGE_PIXELS = 8192 * 8192
+"""The largest image read (64 megapixels): every prior here is far smaller, so a larger image
+is only a cost (and a header claiming billions of pixels is a decompression bomb)."""
 
 
 def _open(path: Path):  # -> PIL.Image.Image
@@ -23,9 +32,20 @@ def _open(path: Path):  # -> PIL.Image.Image
     if not path.is_file():
         raise ValueError(f"image file not found: {path}.")
     try:
-        image = Image.open(path)
+        image = Image.open(path)  # reads the header only
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ValueError(
+                f"{path} is {width}x{height} pixels; images of at most {MAX_IMAGE_PIXELS:,} pixels "
+                "are read: shrink it first."
+            )
         image.load()
-    except (UnidentifiedImageError, OSError) as error:
+    except Image.DecompressionBombError:
+        raise ValueError(
+            f"{path} claims more pixels than Pillow will decode; images of at most "
+            f"{MAX_IMAGE_PIXELS:,} pixels are read."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(f"{path} is not a readable image (PNG, JPEG, …): {error}") from error
     return image
 
@@ -79,19 +99,13 @@ def read_observation(path: Path | str, task: Task) -> Tensor:
     """
     path = Path(path)
     expected = tuple(task.observation_shape)
+    if path.suffix.lower() == ".npz":
+        raise ValueError(
+            f"{path} is an .npz archive; give the observation as one array saved with numpy.save "
+            "(.npy), or as an image for image-valued tasks."
+        )
     if path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise ValueError(f"observation file not found: {path}.")
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise ValueError(f"{path} is not a readable .npy array: {error}") from error
-        if tuple(array.shape) != expected:
-            raise ValueError(
-                f"{path} holds an array of shape {list(array.shape)}; task {task.name!r} on "
-                f"{list(task.image_shape)} images observes {list(expected)}."
-            )
-        return torch.from_numpy(np.asarray(array, dtype=np.float32))
+        return _read_npy_observation(path, task)
     if isinstance(task.operator, Inpainting):
         image, notes = read_image(path, task.image_shape)
         if notes:
@@ -113,11 +127,41 @@ def read_observation(path: Path | str, task: Task) -> Tensor:
     return image
 
 
+def _read_npy_observation(path: Path, task: Task) -> Tensor:
+    """The array in the ``.npy`` file ``path`` as a float32 observation of ``task``."""
+    expected = tuple(task.observation_shape)
+    if not path.is_file():
+        raise ValueError(f"observation file not found: {path}.")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"{path} is not a readable .npy array: {reason}") from error
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "iuf":
+        kind = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+        raise ValueError(
+            f"{path} holds {kind} values; an observation holds real numbers (integer or float)."
+        )
+    if tuple(array.shape) != expected:
+        raise ValueError(
+            f"{path} holds an array of shape {list(array.shape)}; task {task.name!r} on "
+            f"{list(task.image_shape)} images observes {list(expected)}."
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = np.asarray(array, dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError(
+            f"{path} holds NaN, infinite or out-of-float32-range values; observations must be "
+            "finite (in the units of A(x) for x in [-1, 1])."
+        )
+    return torch.from_numpy(values)
+
+
 def save_observation(path: Path | str, observation: Tensor) -> Path:
     """Write ``observation`` as a float32 ``.npy`` file (readable by :func:`read_observation`)."""
     path = Path(path)
     if path.suffix.lower() != ".npy":
         raise ValueError(f"observations are saved as .npy; got {path}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, observation.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
+    with atomic_path(path) as temporary:
+        np.save(temporary, observation.detach().cpu().numpy().astype(np.float32))
     return path

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mgdm.files import atomic_path
 from mgdm.latent.prior import LatentPrior, decode_samples
 from mgdm.latent.problem import latent_problem
 from mgdm.operators.noise import GaussianNoise
@@ -155,6 +156,12 @@ def restore_batch(
     images = result.samples
     if isinstance(prior, LatentPrior):
         images = decode_samples(prior, images)
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(
+            f"the sampler returned non-finite samples (NaN or inf): sigma_y = {sigma_y:g} may be "
+            "too small for float32 arithmetic, or the observation far outside the range of A(x) "
+            "for x in [-1, 1]; nothing was written."
+        )
     restorations = []
     for k, drawn in enumerate(images.split(samples)):
         mean = drawn.mean(0)
@@ -196,7 +203,8 @@ def summary_line(result: Restoration) -> str:
 def write_grid(results: Sequence[Restoration], path: Path | str, titles: bool = True) -> Path:
     """A PNG with one row per restoration: clean (if known), observation, each sample, the
     posterior mean and the per-pixel std (scaled to its own maximum, shown with its value).
-    The file is written to a temporary name first, then moved into place."""
+    The file is written to a temporary name first, then moved into place
+    (:func:`mgdm.files.atomic_path`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -235,10 +243,9 @@ def write_grid(results: Sequence[Restoration], path: Path | str, titles: bool = 
         for axis in row:
             axis.axis("off")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp.png")
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    temporary.replace(path)
-    return path
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=110, format="png")
+    finally:
+        plt.close(figure)
+    return Path(path)

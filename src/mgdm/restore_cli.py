@@ -11,9 +11,12 @@ another size or with colour are converted to what the prior expects, with a note
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from mgdm.commands import arguments
 from mgdm.priors.catalog import SHIPPED_PRIORS
+
+MAX_SAMPLES = 64
+"""``--samples`` at most: one grid column per sample (the API's ``restore`` has no such limit)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("image", nargs="?", help="a clean image (PNG, JPEG, …)")
     parser.add_argument(
-        "--test-image", type=int, help="use Fashion-MNIST test image K as the clean image"
+        "--test-image",
+        type=arguments.non_negative_int,
+        help="use Fashion-MNIST test image K (0 to 9999) as the clean image",
     )
     parser.add_argument(
         "--observation", help="an observation: .npy, or an image for image-valued tasks"
@@ -41,7 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"a shipped prior ({', '.join(SHIPPED_PRIORS)}) or a path (default: %(default)s)",
     )
     parser.add_argument(
-        "--samples", type=int, default=4, help="posterior samples (default: %(default)s)"
+        "--samples",
+        type=arguments.positive_int,
+        default=4,
+        help=f"posterior samples, 1 to {MAX_SAMPLES} (default: %(default)s)",
     )
     parser.add_argument(
         "--seed",
@@ -51,23 +59,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--sigma-y",
-        type=float,
+        type=arguments.positive_float,
         default=0.05,
         help="observation noise std in [-1, 1] units (default: %(default)s)",
     )
     parser.add_argument(
-        "--nfe", type=float, help="rescale the sampler to about this many network calls per sample"
+        "--nfe",
+        type=arguments.positive_float,
+        help="rescale the sampler to about this many network calls per sample"
     )
     parser.add_argument(
         "--out", default="restoration.png", help="PNG grid to write (default: %(default)s)"
     )
     parser.add_argument("--save-observation", help="also write the observation y as a .npy file")
-    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument(
+        "--device",
+        type=arguments.device,
+        default="cpu",
+        help="cpu, cuda, cuda:N or mps (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mgdm.data.fashion_mnist import load_fashion_mnist
+    from mgdm.files import check_output_file
     from mgdm.image_io import read_image, read_observation, save_observation
     from mgdm.priors.catalog import load_prior
     from mgdm.restore import (
@@ -86,8 +102,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             "nothing to restore: give a clean IMAGE, --test-image K or --observation FILE."
         )
-    if not str(args.out).lower().endswith(".png"):
-        raise ValueError(f"--out must name a .png file; got {args.out}.")
+    if args.samples > MAX_SAMPLES:
+        raise ValueError(
+            f"--samples {args.samples}: the grid holds at most {MAX_SAMPLES} samples (one column "
+            "each); for more, call mgdm.restore.restore from Python."
+        )
+    out = check_output_file(args.out, "--out", (".png",))
+    if args.save_observation:
+        check_output_file(args.save_observation, "--save-observation", (".npy",))
     prior = load_prior(args.prior, device=args.device)
     task = make_task(args.task, prior_image_shape(prior))
     sampler = build_sampler(args.sampler, task=task.name, preset=args.preset)
@@ -123,5 +145,5 @@ def run(args: argparse.Namespace) -> int:
     if args.save_observation:
         print(f"wrote {save_observation(args.save_observation, result.observation)}")
     print(summary_line(result))
-    print(f"wrote {write_grid([result], Path(args.out))}")
+    print(f"wrote {write_grid([result], out)}")
     return 0

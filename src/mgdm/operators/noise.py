@@ -15,6 +15,12 @@ from torch import Tensor
 
 from mgdm.random import SampleNoise, torch_generator
 
+MIN_SIGMA_Y = 1e-15
+"""The smallest Gaussian noise level accepted. The unnormalised log-likelihood
+``-||y - A(x)||^2 / (2 sigma_y^2)`` and its gradient must stay inside float32's range (3.4e38)
+for residuals up to the data scale: 4e6 (a million entries of magnitude 2) over ``2 sigma_y^2``
+overflows below ``sigma_y`` = 8e-17; the bound keeps a factor of about ten in hand."""
+
 
 class NoiseModel(ABC):
     """A conditional density ``g(y | A(x))`` with a sampler for simulated observations."""
@@ -37,10 +43,12 @@ class GaussianNoise(NoiseModel):
     """
 
     def __init__(self, sigma_y: float):
-        if not (isinstance(sigma_y, (int, float)) and math.isfinite(sigma_y) and sigma_y > 0):
+        if not (
+            isinstance(sigma_y, (int, float)) and math.isfinite(sigma_y) and sigma_y >= MIN_SIGMA_Y
+        ):
             raise ValueError(
-                f"sigma_y must be a finite number > 0 (std of the noise on A(x), x in [-1, 1]); "
-                f"got {sigma_y!r}."
+                f"sigma_y must be a finite number >= {MIN_SIGMA_Y:g} (std of the noise on A(x), "
+                f"x in [-1, 1]; smaller overflows float32 arithmetic); got {sigma_y!r}."
             )
         self.sigma_y = float(sigma_y)
 

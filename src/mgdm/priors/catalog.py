@@ -86,6 +86,10 @@ def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser
         return KernelDensityPrior(images, KDE_SIGMA)
     preset, separator, checkpoint = text.partition(":")
     if separator and preset in ADM_PRESETS:
+        if not checkpoint:
+            raise ValueError(
+                f"the prior {text!r} needs a checkpoint path after the colon ({preset}:PATH)."
+            )
         return load_adm_prior(checkpoint, ADM_PRESETS[preset], device=device)
     path = Path(text)
     if prior_domain(path) == "latent":
