@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import torch
 
 from mgdm.checkpoints import one_line
+from mgdm.commands import arguments
 
 COMMAND_MODULES: tuple[str, ...] = (
     "mgdm.audio.cli",
@@ -54,10 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=arguments.thread_count,
         default=1,
-        help="torch CPU threads (default: %(default)s; the benchmark's small tensors run fastest on one "
-        "thread, and several processes sharing cores slow each other down badly when each spins several)",
+        help="torch CPU threads, 1 to 4x this machine's cores (default: %(default)s; the "
+        "benchmark's small tensors run fastest on one thread, and several processes sharing cores "
+        "slow each other down badly when each spins several)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
@@ -77,8 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if args.threads < 1:
-        parser.error(f"--threads must be >= 1; got {args.threads}")
     torch.set_num_threads(args.threads)
     return run_command(args)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 import torch
 
@@ -51,6 +52,18 @@ def positive_float(text: str) -> float:
     value = float(_number(text, float))
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a finite number > 0; got {text!r}")
+    return value
+
+
+def thread_count(text: str) -> int:
+    """A whole number of CPU threads from 1 to 4x the machine's cores (torch crashes when asked
+    for a hundred thousand)."""
+    value = positive_int(text)
+    most = 4 * (os.cpu_count() or 1)
+    if value > most:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {most} threads (4x this machine's cores); got {text!r}"
+        )
     return value
 
 
