@@ -29,6 +29,8 @@ class Problem:
 
     def __post_init__(self) -> None:
         y = torch.as_tensor(self.observation)
+        if y.is_complex() or y.dtype == torch.bool:
+            raise ValueError(f"the observation y must hold real numbers; got dtype {y.dtype}.")
         self.operator.check_output(y)
         if not bool(torch.isfinite(y).all()):
             raise ValueError("the observation y has non-finite entries (NaN or inf).")

@@ -133,8 +133,8 @@ def restore_batch(
     images ``[K, C, H, W]``) in one sampler call of ``K * samples`` samples; image ``k`` gets the
     same samples as ``restore(observations[k], …)`` would give it alone, since every sample has its
     own seed. The cost (calls per sample, seconds) is that of the whole call."""
-    if samples < 1:
-        raise ValueError(f"the number of samples must be >= 1; got {samples}.")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"the number of samples must be a whole number >= 1; got {samples!r}.")
     if not sigma_y > 0:
         raise ValueError(f"sigma_y must be > 0 (the likelihood's noise level); got {sigma_y}.")
     count = observations.shape[0]
