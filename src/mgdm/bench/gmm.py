@@ -10,14 +10,17 @@ samples. Two references come with every row:
 
 Seeds: the sampler's per-sample seeds, the exact sets and the projection directions are all
 derived from ``(dim, obs_dim, seed)``, so a row is reproducible on its own.
+
+Memory: a problem allocates float64 arrays of ``dim x dim`` (the SVD of the operator),
+``samples x dim x obs_dim`` (the exact posterior draws) and ``samples x directions`` (the sliced
+Wasserstein projections); :func:`run_benchmark` refuses a run whose largest array exceeds the
+memory available (Linux's ``MemAvailable``) before it allocates anything.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mgdm.bench.gmm_problem import GMMProblem, make_gmm_problem
+from mgdm.files import write_atomically
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.random import SampleNoise, derive_seed
 from mgdm.samplers.base import Sampler
@@ -104,7 +108,7 @@ def run_problem(
     samplers: Sequence[tuple[str, SamplerSpec]],
     n_samples: int,
     n_directions: int = 1000,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
 ) -> list[GMMRow]:
     """Score every sampler on one problem; returns one row per sampler."""
     case = make_gmm_problem(dim, obs_dim, seed)
@@ -115,7 +119,7 @@ def run_problem(
     sw_floor = sliced_wasserstein(exact, exact_again, n_directions, directions_seed)
     sw_prior = sliced_wasserstein(exact, prior_draws, n_directions, directions_seed)
     problem = case.problem
-    if device != "cpu":
+    if torch.device(device).type != "cpu":
         problem = type(problem)(problem.operator, problem.observation.to(device), problem.noise)
     rows = []
     for label, spec in samplers:
@@ -145,6 +149,44 @@ def run_problem(
     return rows
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available to new allocations (``MemAvailable`` of ``/proc/meminfo``);
+    ``None`` where the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_memory(dim: int, obs_dim: int, n_samples: int, n_directions: int) -> None:
+    """``ValueError`` naming the options to reduce when the largest float64 array of a problem
+    (module docstring) exceeds the memory available; no check where it is unknown."""
+    available = _available_memory()
+    arrays = [
+        (dim * dim, f"the {dim} x {dim} SVD of the operator", "--dim"),
+        (
+            n_samples * dim * obs_dim,
+            f"the exact posterior draws ({n_samples} x {dim} x {obs_dim})",
+            "--samples, --dim or --obs-dim",
+        ),
+        (
+            n_samples * n_directions,
+            f"the sliced Wasserstein projections ({n_samples} x {n_directions})",
+            "--samples or --directions",
+        ),
+    ]
+    size, what, options = max(arrays)
+    if available is not None and 8 * size > available:
+        raise ValueError(
+            f"dim {dim}, obs_dim {obs_dim}: {what} needs {8 * size / 2**30:,.1f} GiB, more than the "
+            f"{available / 2**30:,.1f} GiB of memory available; reduce {options}."
+        )
+
+
 def run_benchmark(
     dims: Iterable[int],
     obs_dims: Iterable[int],
@@ -152,15 +194,19 @@ def run_benchmark(
     samplers: Sequence[tuple[str, SamplerSpec]],
     n_samples: int = 1000,
     n_directions: int = 1000,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     progress: bool = True,
-    on_rows=None,
+    on_rows: Callable[[list[GMMRow]], object] | None = None,
 ) -> list[GMMRow]:
-    """Run every sampler on every problem; ``on_rows(all_rows)`` is called after each problem."""
+    """Run every sampler on every problem; ``on_rows(all_rows)`` is called after each problem.
+
+    ``ValueError`` before any problem runs for an ``obs_dim`` above its ``dim`` or a problem too
+    large for the memory available (:func:`check_memory`)."""
     problems = [(d, m, s) for d in dims for m in obs_dims for s in seeds]
     for d, m, _ in problems:
         if m > d:
             raise ValueError(f"obs_dim {m} exceeds dim {d}.")
+        check_memory(d, m, n_samples, n_directions)
     rows: list[GMMRow] = []
     for dim, obs_dim, seed in tqdm(problems, desc="gmm problems", disable=not progress):
         rows.extend(run_problem(dim, obs_dim, seed, samplers, n_samples, n_directions, device))
@@ -170,24 +216,34 @@ def run_benchmark(
 
 
 def write_json(rows: Sequence[GMMRow], path: str | Path) -> None:
-    """Write the rows atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump([asdict(r) for r in rows], handle, indent=1)
-    os.replace(tmp, path)
+    """Write the rows whole or not at all (:func:`mgdm.files.write_atomically`)."""
+    text = json.dumps([asdict(r) for r in rows], indent=1)
+    write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def read_json(path: str | Path) -> list[GMMRow]:
-    """Rows written by :func:`write_json`; ``ValueError`` for a file that is not such a list."""
+    """Rows written by :func:`write_json`; ``ValueError`` for a missing file, a folder, or a file
+    that is not such a list."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}" if not path.exists() else f"{path} is a folder.")
     try:
-        records = json.loads(Path(path).read_text())
-        return [GMMRow(**record) for record in records]
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {path}") from None
-    except (json.JSONDecodeError, TypeError) as error:
-        raise ValueError(f"{path} is not a gmm benchmark JSON file ({error}).") from None
+        records = json.loads(path.read_text(encoding="utf-8"))
+        rows = [GMMRow(**record) for record in records]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
+        raise ValueError(
+            f"{path} is not a gmm benchmark JSON file ({error}); expected the output of "
+            "`mgdm bench gmm --json`."
+        ) from None
+    for row in rows:
+        for name, value in asdict(row).items():
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (isinstance(value, str) if name == "sampler" else number):
+                raise ValueError(
+                    f"{path}: a row's {name} is {value!r}; expected the output of "
+                    "`mgdm bench gmm --json`."
+                )
+    return rows
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:

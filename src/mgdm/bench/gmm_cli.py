@@ -15,6 +15,8 @@ from mgdm.bench.gmm import (
     summary_table,
     write_json,
 )
+from mgdm.commands.arguments import device, positive_float, positive_int
+from mgdm.files import check_output_file
 from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig, preset
 from mgdm.samplers.registry import parse_sampler_list, sampler_class
 from mgdm.samplers.step_schedule import StepSchedule
@@ -78,15 +80,45 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         description="Sample the exact-posterior Gaussian-mixture problems (MCGdiff protocol) and "
         "print the sliced Wasserstein distance to exact posterior samples.",
     )
-    parser.add_argument("--dim", type=int, nargs="+", default=[8], help="data dimensions (even)")
-    parser.add_argument("--obs-dim", type=int, nargs="+", default=[1, 2, 4], help="observation dimensions")
+    parser.add_argument(
+        "--dim",
+        type=positive_int,
+        nargs="+",
+        default=[8],
+        help="data dimensions, even; a run needing more memory than is available is refused "
+        "before it starts (arrays of dim x dim and samples x dim x obs-dim float64)",
+    )
+    parser.add_argument(
+        "--obs-dim",
+        type=positive_int,
+        nargs="+",
+        default=[1, 2, 4],
+        help="observation dimensions, at most dim",
+    )
     parser.add_argument("--seeds", default="0-9", help="problem seeds, e.g. 0-9 or 0,3,5 (default: %(default)s)")
-    parser.add_argument("--samples", type=int, default=1000, help="samples per problem (default: %(default)s)")
-    parser.add_argument("--directions", type=int, default=1000, help="SW projection directions (default: %(default)s)")
+    parser.add_argument(
+        "--samples", type=int, default=1000, help="samples per problem, >= 2 (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--directions",
+        type=positive_int,
+        default=1000,
+        help="SW projection directions (default: %(default)s)",
+    )
     parser.add_argument("--samplers", default="mgdm", help="'all' or a comma list (default: %(default)s)")
-    parser.add_argument("--budget", type=float, help="run every sampler at about this many network calls per sample")
-    parser.add_argument("--json", help="write one row per (sampler, dim, obs_dim, seed) to this file")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--budget",
+        type=positive_float,
+        help="run every sampler at about this many network calls per sample",
+    )
+    parser.add_argument(
+        "--json",
+        help="write one row per (sampler, dim, obs_dim, seed) to this file (rewritten whole "
+        "after each problem)",
+    )
+    parser.add_argument(
+        "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_mgdm_options(parser)
     parser.set_defaults(func=run)
@@ -132,14 +164,11 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_seeds(args.seeds)
     if args.samples < 2:
         raise ValueError(f"--samples must be >= 2; got {args.samples}.")
-    if args.directions < 1:
-        raise ValueError(f"--directions must be >= 1; got {args.directions}.")
     for d in args.dim:
         if d < 2 or d % 2:
             raise ValueError(f"--dim values must be even integers >= 2; got {d}.")
-    for m in args.obs_dim:
-        if m < 1:
-            raise ValueError(f"--obs-dim values must be >= 1; got {m}.")
+    if args.json:
+        check_output_file(args.json, "--json")
     samplers = []
     for name in parse_sampler_list(args.samplers, domain="vector"):
         cls = sampler_class(name)
