@@ -32,9 +32,11 @@ MSDM's 4 s windows with 2 s overlap, which become one window covering a clip of 
 Proposal of tasks.md §4; windows with fewer than two active stems are skipped).
 
 **Database** (:data:`SCHEMA_VERSION`). Table ``meta`` (``key``, ``value``): ``kind``
-(:data:`DB_KIND`), ``schema_version``, ``data`` (the data file's SHA-256 and fingerprint, JSON), ``prior`` and ``independent_prior``
-(SHA-256 over the prior folder's ``prior.json`` and ``model.safetensors`` files) and
-``sigma_y``; a run whose setting differs from the stored one is refused. Table ``cells``, one
+(:data:`DB_KIND`, what tells this database from another file: :mod:`mgdm.bench.store`),
+``schema_version``, ``data`` (the data file's SHA-256 and fingerprint, JSON), ``prior`` and
+``independent_prior`` (SHA-256 over the prior folder's ``prior.json`` and ``model.safetensors``
+files), ``sigma_y`` and ``batch`` (mixtures per sampler call); a run whose setting differs from
+the stored one is refused (the database and ``batch`` before anything is loaded). Table ``cells``, one
 row per ``(sampler, mixture, seed, budget)`` (``budget = 0``: the samplers' own
 configurations), written in its own transaction (WAL journal): ``status`` (``done``;
 ``diverged``: the sampler returned non-finite stems, metrics NULL; ``skipped``: see ``reason``),
@@ -83,6 +85,8 @@ from mgdm.bench.gmm import mean_ci, parse_seeds
 from mgdm.bench.images import measure_peak_memory, name_key, reset_peak_memory, resolve_device
 from mgdm.bench.images_db import config_json
 from mgdm.bench.report import plot_compute_points, pyplot
+from mgdm.bench.store import check_database, check_settings, read_meta
+from mgdm.files import check_output_dir, write_atomically
 from mgdm.latent.train import file_sha256
 from mgdm.operators.noise import GaussianNoise
 from mgdm.problem import Problem
@@ -95,6 +99,13 @@ SCHEMA_VERSION = 1
 
 DB_KIND = "mgdm-audio-bench"
 """The ``kind`` entry of ``meta``: what tells an audio-benchmark database from another file."""
+
+COMMAND = "mgdm bench audio"
+
+RUN_OPTIONS: dict[str, str] = {"batch": "--batch"}
+"""The option that sets each ``meta`` setting a user can repeat (the others are digests)."""
+
+_TABLES = ("meta", "cells")
 
 DEFAULT_SWEEPS: tuple[int, ...] = (1, 2, 4, 6)
 """Gibbs sweep counts of the MGDM variants: the compute curve."""
@@ -226,55 +237,50 @@ _COLUMNS = tuple(c for f in _FIELDS for c in (STEM_COLUMNS if f == "si_sdri" els
 
 
 # ----------------------------------------------------------------------------- database
+def check_audio_db(path: Path | str, setting: dict[str, str]) -> None:
+    """Before a run: ``path`` is a new file that can be created, or an audio-benchmark database
+    whose stored entries of ``setting`` match. Creates nothing; ``ValueError`` otherwise."""
+    check_database(
+        path, DB_KIND, _TABLES, SCHEMA_VERSION, COMMAND, setting, "separations", RUN_OPTIONS
+    )
+
+
 def open_audio_db(path: Path | str) -> sqlite3.Connection:
     """Open (creating if needed) an audio-benchmark database with a WAL journal; ``ValueError``
-    when the file cannot be used, is another kind of database, or has another schema version.
+    when the file cannot be used, is another kind of database, or has another schema version
+    (:func:`mgdm.bench.store.read_meta`). The tables and ``meta`` are created in one
+    transaction, so a reader sees none or all of them.
 
     The connection opens a transaction at the first write; ``with connection:`` commits it.
     """
     path = Path(path)
+    read_meta(path, DB_KIND, _TABLES, SCHEMA_VERSION, COMMAND, for_run=True)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(path, timeout=60.0)
-        tables = {n for (n,) in connection.execute("SELECT name FROM sqlite_master")}
-        if tables and _meta(connection).get("kind") != DB_KIND:
-            connection.close()
-            raise ValueError(f"{path} is not a database of `mgdm bench audio`.")
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.executescript(_SCHEMA)
         with connection:
+            connection.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
             connection.executemany(
                 "INSERT OR IGNORE INTO meta VALUES (?, ?)",
                 [("kind", DB_KIND), ("schema_version", str(SCHEMA_VERSION))],
             )
-        version = _meta(connection)["schema_version"]
     except (OSError, sqlite3.Error) as error:
         raise ValueError(f"cannot use {path} as the audio-benchmark database: {error}.") from None
-    if int(version) != SCHEMA_VERSION:
-        connection.close()
-        raise ValueError(
-            f"{path} holds schema version {version}; this mgdm writes version {SCHEMA_VERSION}."
-        )
     return connection
 
 
 def _meta(connection: sqlite3.Connection) -> dict[str, str]:
-    """The ``meta`` table as a dict (empty when there is none)."""
-    try:
-        return dict(connection.execute("SELECT key, value FROM meta"))
-    except sqlite3.OperationalError:
-        return {}
+    """The ``meta`` table as a dict."""
+    return dict(connection.execute("SELECT key, value FROM meta"))
 
 
 def check_setting(connection: sqlite3.Connection, setting: dict[str, str], path: Path) -> None:
     """Store ``setting`` in ``meta``; ``ValueError`` when a stored entry differs."""
-    stored = _meta(connection)
-    for key, value in setting.items():
-        if stored.get(key, value) != value:
-            raise ValueError(
-                f"{path} holds separations of another {key.replace('_', ' ')} than this run's; "
-                "use another --db."
-            )
+    check_settings(path, _meta(connection), setting, "separations", RUN_OPTIONS)
     with connection:
         connection.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", setting.items())
 
@@ -296,16 +302,14 @@ def stored_rows(connection: sqlite3.Connection) -> list[AudioRow]:
 
 
 def read_audio_db(path: Path | str) -> tuple[dict[str, str], list[AudioRow]]:
-    """``(meta, rows)`` of an existing database, opened read-only; ``ValueError`` when ``path`` is
-    not one."""
+    """``(meta, rows)`` of an existing database (read only); ``ValueError`` when ``path`` is not
+    one."""
     path = Path(path)
-    if not path.is_file():
+    meta = read_meta(path, DB_KIND, _TABLES, SCHEMA_VERSION, COMMAND)
+    if not meta:
         raise ValueError(f"no audio-benchmark database at {path}.")
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            meta = _meta(db)
-            if meta.get("kind") != DB_KIND:
-                raise ValueError(f"{path} is not a database of `mgdm bench audio`.")
+        with closing(sqlite3.connect(path, timeout=60.0)) as db:
             return meta, stored_rows(db)
     except sqlite3.Error as error:
         raise ValueError(f"cannot read {path}: {error}.") from None
@@ -543,7 +547,9 @@ class AudioSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def _check_options(mixtures: int, budget: float | None, batch_size: int) -> None:
+def _check_options(mixtures: int, budget: float | None, batch_size: int, sigma_y: float) -> None:
+    if not (isinstance(sigma_y, (int, float)) and math.isfinite(sigma_y) and sigma_y > 0):
+        raise ValueError(f"sigma_y must be a finite number > 0; got {sigma_y!r}.")
     if budget is not None and not (
         isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0
     ):
@@ -575,7 +581,9 @@ def run_audio_benchmark(
     Args:
         prior: a four-stem prior folder (``mgdm train audio-prior --stems all``).
         data: a stem file ``[N, 4, L]`` of ``mgdm audio-data`` (the test split).
-        db_path: the SQLite file (module docstring); finished rows are skipped.
+        db_path: the SQLite file (module docstring); finished rows are skipped. An existing
+            file must be a database of this benchmark with the same setting (data, priors,
+            ``sigma_y``, ``batch_size``); a new one is created once the inputs have loaded.
         independent_prior: a folder of four single-stem priors, for ``mgdm-independent``.
         mixtures: how many scoreable mixtures, the first ones of the file.
         samplers: ``"all"`` (the audio samplers) or a comma list of registered names.
@@ -586,10 +594,10 @@ def run_audio_benchmark(
         sigma_y: std of the likelihood (the observation itself is noise-free).
         only: run only the variants of these labels (e.g. ``["mgdm-independent"]``, to share
             the variants of one sampler list between processes).
-        device: where the samplers run (metrics on the CPU).
+        device: where the samplers run (metrics on the CPU); one this machine has.
         progress: show a progress bar over cells.
     """
-    _check_options(mixtures, budget, batch_size)
+    _check_options(mixtures, budget, batch_size, sigma_y)
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else sorted(set(seeds))
     variants, notes = audio_variants(samplers, mgdm_sweeps, independent_prior is not None)
     if only is not None:
@@ -605,6 +613,9 @@ def run_audio_benchmark(
     if mixtures < 20:
         notes.append(f"{mixtures} mixtures: the confidence intervals are rough below 20.")
     device = resolve_device(device)
+    db = Path(db_path)
+    run_setting = {"batch": str(batch_size)}
+    check_audio_db(db, run_setting)
     priors = load_priors(prior, independent_prior, device)
     stem_data = load_stem_tensor(data)
     check_data(stem_data.names, stem_data.sample_rate, priors)
@@ -613,11 +624,12 @@ def run_audio_benchmark(
         "data": json.dumps({"sha256": file_sha256(Path(data)), **stem_data.fingerprint()}),
         "prior": prior_digest(prior),
         "sigma_y": repr(float(sigma_y)),
+        **run_setting,
     }
     if independent_prior is not None:
         setting["independent_prior"] = prior_digest(independent_prior)
+    check_audio_db(db, setting)
     key_budget = float(budget or 0)
-    db = Path(db_path)
     with closing(open_audio_db(db)) as connection:
         check_setting(connection, setting, db)
         stored = [r for r in stored_rows(connection) if r.budget == key_budget]
@@ -877,8 +889,7 @@ def compute_curve(stats: Sequence[LabelStats], path: Path) -> Path:
     axis.set_xlabel("network calls per mixture (forward + VJP)")
     axis.set_ylabel("mean SI-SDRi (dB)")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110))
     plt.close(figure)
     return path
 
@@ -887,13 +898,15 @@ def write_audio_table(
     db: Path | str, out: Path | str | None = None, budget: float | None = None
 ) -> tuple[str, list[Path]]:
     """The Markdown table of ``budget`` (``None``: the database's only one); with ``out``, also
-    ``table.md`` and ``compute_curve.png`` there. Returns the text and the files written."""
+    ``table.md`` and ``compute_curve.png`` there (each written whole or not at all). Returns the
+    text and the files written. ``ValueError`` for an ``out`` that is not a folder that exists
+    or can be created, checked before the database is read."""
+    if out is not None:
+        out = check_output_dir(out, "--out")
     meta, rows = read_audio_db(db)
     rows = select_budget(rows, budget)
     text = audio_table(meta, rows)
     if out is None:
         return text, []
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(text, encoding="utf-8")
+    write_atomically(out / "table.md", lambda temporary: temporary.write_text(text, "utf-8"))
     return text, [out / "table.md", compute_curve(table_stats(rows), out / "compute_curve.png")]

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from mgdm.bench.images_cli import parse_int_list
+from mgdm.commands.arguments import device, finite_float, positive_int
 
 AUDIO_HELP = """\
 Separate held-out mixtures with every sampler and store SI-SDRi, network calls, seconds and peak
@@ -58,7 +59,12 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         help="Gibbs sweep counts R, one MGDM variant mgdm-R{R} each (default: 1,2,4,6)",
     )
     parser.add_argument("--seeds", default="0", help="run seeds, e.g. 0 or 0-3 (default: 0)")
-    parser.add_argument("--db", required=True, help="the SQLite database (created if needed)")
+    parser.add_argument(
+        "--db",
+        required=True,
+        help="the SQLite database: a new file (created when the run starts) or one this command "
+        "wrote with the same prior, data and --batch",
+    )
     parser.add_argument(
         "--budget",
         type=float,
@@ -66,7 +72,11 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         help="run every sampler at about NFE network calls per window (forward + VJP)",
     )
     parser.add_argument(
-        "--batch", type=int, default=4, help="mixtures per sampler call (default: %(default)s)"
+        "--batch",
+        type=positive_int,
+        default=4,
+        help="mixtures per sampler call; a rerun into the same --db must keep it "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--only",
@@ -74,7 +84,9 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         help="run only these variants, a comma list of labels such as mgdm-independent (to "
         "share one run's variants between processes)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -90,7 +102,7 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     table.add_argument("--out", help="folder for table.md and compute_curve.png")
     table.add_argument(
         "--budget",
-        type=float,
+        type=finite_float,
         help="which budget (0: the samplers' own settings); needed when the database holds several",
     )
     table.set_defaults(func=run_table)

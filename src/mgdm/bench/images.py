@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mgdm import devices
 from mgdm.bench.gmm import parse_seeds
 from mgdm.bench.images_db import (
     METRICS,
@@ -50,6 +51,7 @@ from mgdm.bench.images_db import (
     SETTING_COLUMNS,
     CellRecord,
     Setting,
+    check_db,
     config_json,
     encode_array,
     finished_cells,
@@ -70,7 +72,7 @@ from mgdm.metrics.fashion_classifier import (
     load_classifier,
 )
 from mgdm.metrics.image_quality import feature_distance, psnr, ssim
-from mgdm.metrics.lpips import LPIPS, lpips
+from mgdm.metrics.lpips import LPIPS, load_lpips, lpips
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.operators.base import LinearOperator, Operator
 from mgdm.operators.noise import GaussianNoise
@@ -543,9 +545,10 @@ def _barrier(world: int) -> None:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``device``, with a bare ``cuda`` bound to GPU ``LOCAL_RANK mod (number of GPUs)`` (one
-    GPU per ``torchrun`` process where there are enough)."""
-    device = torch.device(device)
+    """``device`` checked by :func:`mgdm.devices.resolve_device` (``ValueError`` for one this
+    machine does not have), with a bare ``cuda`` bound to GPU ``LOCAL_RANK mod (number of GPUs)``
+    (one GPU per ``torchrun`` process where there are enough)."""
+    device = devices.resolve_device(device)
     if device.type == "cuda" and device.index is None:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
@@ -566,25 +569,58 @@ def _resolve_classifier(
     return load_classifier(classifier)
 
 
+def _resolve_lpips(model: LPIPS | str | Path | None) -> LPIPS | None:
+    """The LPIPS model: a model, a weights path (:func:`mgdm.metrics.lpips.load_lpips`), or
+    ``None``."""
+    if not isinstance(model, (str, Path)):
+        return model
+    if not Path(model).is_file():
+        raise FileNotFoundError(
+            f"no LPIPS weights at {model}; pass the file holding the AlexNet trunk (features.*) "
+            "and the heads (lin0-4.*)."
+        )
+    return load_lpips(model)
+
+
 def _load_images(images: Tensor | int) -> tuple[Tensor, str]:
-    """``[N, C, H, W]`` images and their image-set name (an int: the first N test images)."""
+    """``[N, C, H, W]`` images and their image-set name (an int: the first N test images;
+    ``ValueError`` when the split holds fewer)."""
     if isinstance(images, Tensor):
         if images.dim() != 4 or images.shape[0] < 1:
             raise ValueError(f"images must be [N >= 1, C, H, W]; got {list(images.shape)}.")
         return images.float(), "custom"
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:
         raise ValueError(f"the number of images must be an integer >= 1; got {images!r}.")
-    return load_fashion_mnist("test", limit=images).images, FASHION_MNIST_TEST
+    pixels = load_fashion_mnist("test", limit=images).images
+    if pixels.shape[0] < images:
+        raise ValueError(
+            f"the Fashion-MNIST test split holds {pixels.shape[0]:,} images; the run asks for "
+            f"{images:,}: give at most {pixels.shape[0]:,} images."
+        )
+    return pixels, FASHION_MNIST_TEST
 
 
-def _check_options(budget: float | None, samples_per_cell: int, batch_size: int) -> None:
+def _check_options(
+    sigma_y: float, budget: float | None, samples_per_cell: int, batch_size: int, directions: int
+) -> None:
+    if not (isinstance(sigma_y, (int, float)) and math.isfinite(sigma_y) and sigma_y > 0):
+        raise ValueError(f"sigma_y must be a finite number > 0; got {sigma_y!r}.")
     if budget is not None and not (
         isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0
     ):
         raise ValueError(f"the budget must be a number of network calls > 0; got {budget!r}.")
-    for name, value in (("samples per cell", samples_per_cell), ("batch size", batch_size)):
+    for name, value in (
+        ("samples per cell", samples_per_cell),
+        ("batch size", batch_size),
+        ("number of sliced-Wasserstein directions", directions),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"the {name} must be an integer >= 1; got {value!r}.")
+
+
+def run_settings(batch_size: int, sw_directions: int) -> dict[str, str]:
+    """The run settings stored with the database (:data:`mgdm.bench.images_db.RUN_OPTIONS`)."""
+    return {"batch": str(batch_size), "sw_directions": str(sw_directions)}
 
 
 def run_image_benchmark(
@@ -602,7 +638,7 @@ def run_image_benchmark(
     samples_per_cell: int = 1,
     batch_size: int = 8,
     classifier: FashionClassifier | str | Path | None = "shipped",
-    lpips_model: LPIPS | None = None,
+    lpips_model: LPIPS | str | Path | None = None,
     sw_directions: int = SW_DIRECTIONS,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -614,10 +650,12 @@ def run_image_benchmark(
         tasks: ``"all"`` (the paper's ten) or task names (:data:`mgdm.tasks.registry.TASKS`).
         samplers: ``"all"``, a comma list, or names and :class:`SamplerVariant` objects.
         images: ``[N, C, H, W]`` images in ``[-1, 1]``, or ``N``: the first ``N`` images of the
-            Fashion-MNIST test split.
+            Fashion-MNIST test split (at most the 10,000 it holds).
         seeds: run seeds (``"0-3"`` or integers); each gives new noise and new sampler draws.
-        sigma_y: std of the Gaussian noise on ``A(x)`` (``[-1, 1]`` units).
-        db_path: the SQLite file (:mod:`mgdm.bench.images_db`); finished cells are skipped.
+        sigma_y: std of the Gaussian noise on ``A(x)`` (``[-1, 1]`` units), finite and > 0.
+        db_path: the SQLite file (:mod:`mgdm.bench.images_db`); finished cells are skipped. An
+            existing file must be a database of this benchmark written with the same
+            ``batch_size`` and ``sw_directions``; a new one is created once the run starts.
         prior_name: the prior's name in the database (default: ``prior`` when it is a string).
         image_set: the images' name in the database (default ``fashion-mnist-test`` for ``N``,
             ``custom`` for a tensor).
@@ -627,16 +665,19 @@ def run_image_benchmark(
         batch_size: images per sampler call (``batch_size * K`` samples).
         classifier: the ``feature_dist`` classifier: ``"shipped"`` (NULL while the shipped weights
             are absent), a weights path, a model, or ``None``.
-        lpips_model: the LPIPS model (:func:`mgdm.metrics.lpips.load_lpips`), or ``None``.
+        lpips_model: the LPIPS model, the path of its weights (:func:`mgdm.metrics.lpips.
+            load_lpips`), or ``None``.
         sw_directions: projection directions of ``sw``.
-        device: where the sampler runs (metrics are computed on the CPU).
+        device: where the sampler runs (metrics are computed on the CPU); one this machine has.
         progress: show a progress bar over cells (rank 0).
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the pending batches are shared over the ranks
     (:func:`deal`), each writing ``DB.rank{r}``; rank 0 merges them into ``db_path`` at the end.
-    Returns this rank's counts.
+    Returns this rank's counts. The options, the device and the database are checked
+    (``ValueError``) before anything is loaded, the images, metric models and prior are loaded
+    next, and only then is the database created or extended.
     """
-    _check_options(budget, samples_per_cell, batch_size)
+    _check_options(sigma_y, budget, samples_per_cell, batch_size, sw_directions)
     task_names = parse_tasks(tasks)
     domain = (
         prior_domain(prior)
@@ -653,14 +694,15 @@ def run_image_benchmark(
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else sorted(set(seeds))
     if prior_name is None and not isinstance(prior, str):
         raise ValueError("give prior_name: the name under which the prior's cells are stored.")
-    pixels, default_set = _load_images(images)
+    device = resolve_device(device)
     db = Path(db_path)
+    settings = run_settings(batch_size, sw_directions)
+    check_db(db, settings)
+    pixels, default_set = _load_images(images)
     with _process_group() as (rank, world):
-        if rank == 0:
-            open_db(db).close()
-            merge_rank_files(db)
-        _barrier(world)
-        device = resolve_device(device)
+        scorers = Scorers(
+            _resolve_classifier(classifier), _resolve_lpips(lpips_model), sw_directions
+        )
         if isinstance(prior, str):
             prior_name, prior = prior, load_prior(prior, device=device)
         if tuple(pixels.shape[1:]) != prior_image_shape(prior):
@@ -675,8 +717,11 @@ def run_image_benchmark(
             float(budget or 0),
             samples_per_cell,
         )
-        scorers = Scorers(_resolve_classifier(classifier), lpips_model, sw_directions)
         runner = _Runner(prior, setting, pixels, budget, scorers, device)
+        if rank == 0:
+            open_db(db, settings).close()
+            merge_rank_files(db)
+        _barrier(world)
         done = finished_cells(db, setting)
         _check_stored_configs(runner, db, setting, task_names, variants)
         batches = make_batches(
@@ -693,7 +738,7 @@ def run_image_benchmark(
         out = db if world == 1 else rank_path(db, rank)
         total = sum(len(b.images) for b in mine)
         with (
-            closing(open_db(out)) as connection,
+            closing(open_db(out, settings)) as connection,
             tqdm(
                 total=total, unit="cell", desc="image cells", disable=not progress or rank != 0
             ) as bar,

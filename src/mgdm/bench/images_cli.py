@@ -7,7 +7,7 @@ import sys
 
 from mgdm.bench.gmm import parse_seeds
 from mgdm.bench.images import parse_tasks, run_image_benchmark, sampler_variants
-from mgdm.metrics.lpips import load_lpips
+from mgdm.commands.arguments import device, positive_float, positive_int
 from mgdm.priors.catalog import prior_domain
 from mgdm.samplers.mgdm import PRESETS
 
@@ -31,7 +31,12 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         "under `torchrun --nproc-per-node K` the batches are shared over K processes. "
         "Summarise with `mgdm report --db DB`.",
     )
-    parser.add_argument("--db", required=True, help="the SQLite database (created if needed)")
+    parser.add_argument(
+        "--db",
+        required=True,
+        help="the SQLite database: a new file (created when the run starts) or one this command "
+        "wrote with the same --batch",
+    )
     parser.add_argument(
         "--prior", default="fashion-mnist", help="prior name or path (default: %(default)s)"
     )
@@ -46,12 +51,13 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         type=int,
         metavar="N",
         default=100,
-        help="the first N images of the Fashion-MNIST test split (default: %(default)s)",
+        help="the first N images of the Fashion-MNIST test split, at most 10,000 "
+        "(default: %(default)s)",
     )
     parser.add_argument("--seeds", default="0", help="run seeds, e.g. 0 or 0-3 (default: 0)")
     parser.add_argument(
         "--sigma-y",
-        type=float,
+        type=positive_float,
         default=0.05,
         help="std of the Gaussian noise on A(x), in the [-1, 1] units of the images "
         "(default: %(default)s, i.e. 0.025 on a [0, 1] scale)",
@@ -79,13 +85,17 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--samples-per-cell",
-        type=int,
+        type=positive_int,
         default=1,
         help="posterior samples per (image, seed); 32 or so for the exact-prior metrics "
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--batch", type=int, default=8, help="images per sampler call (default: %(default)s)"
+        "--batch",
+        type=positive_int,
+        default=8,
+        help="images per sampler call; a rerun into the same --db must keep it "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--classifier-weights",
@@ -98,7 +108,9 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         help="LPIPS weights (one file: AlexNet trunk features.* and heads lin0-4.*); "
         "no LPIPS without it",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -109,26 +121,22 @@ def run(args: argparse.Namespace) -> int:
     variants = sampler_variants(args.samplers, args.mgdm_preset, args.mgdm_sweeps, domain)
     seeds = parse_seeds(args.seeds)
     classifier = None if args.classifier_weights == "none" else args.classifier_weights
-    try:
-        lpips_model = load_lpips(args.lpips_weights) if args.lpips_weights else None
-        summary = run_image_benchmark(
-            args.prior,
-            tasks,
-            variants,
-            args.images,
-            seeds,
-            args.sigma_y,
-            args.db,
-            budget=args.budget,
-            samples_per_cell=args.samples_per_cell,
-            batch_size=args.batch,
-            classifier=classifier,
-            lpips_model=lpips_model,
-            device=args.device,
-            progress=not args.quiet,
-        )
-    except FileNotFoundError as error:
-        raise ValueError(str(error)) from None
+    summary = run_image_benchmark(
+        args.prior,
+        tasks,
+        variants,
+        args.images,
+        seeds,
+        args.sigma_y,
+        args.db,
+        budget=args.budget,
+        samples_per_cell=args.samples_per_cell,
+        batch_size=args.batch,
+        classifier=classifier,
+        lpips_model=args.lpips_weights,
+        device=args.device,
+        progress=not args.quiet,
+    )
     rank = f"rank {summary.rank}: " if summary.world_size > 1 else ""
     sys.stdout.write(
         f"{rank}{summary.done} cells sampled, {summary.skipped} skipped (reasons in the database), "

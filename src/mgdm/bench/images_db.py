@@ -3,6 +3,10 @@
 A **cell** is one (task, sampler, image, seed) of a **setting** (prior, image set, ``sigma_y``,
 budget, samples per cell). Tables (schema :data:`SCHEMA_VERSION`):
 
+* ``meta`` (``key``, ``value``): ``kind`` (:data:`DB_KIND`: what tells this database from another
+  file, :mod:`mgdm.bench.store`), ``schema_version``, and the run settings every run into the
+  file must share (:data:`RUN_OPTIONS`: ``batch``, the images per sampler call, and
+  ``sw_directions``); a run with other settings is refused before it starts.
 * ``cells``: primary key = the setting and the cell (:data:`KEY_COLUMNS`); ``status`` is
   ``done`` or ``skipped`` (then ``reason`` says why and the metrics are NULL); the metrics
   (``psnr``, ``ssim``, ``feature_dist``, ``lpips``, ``sw``, ``sw_floor``, ``mean_rmse``; NULL
@@ -27,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -36,8 +40,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mgdm.bench.store import check_database, read_meta
+
 SCHEMA_VERSION = 1
 """Version of the tables below; a database of another version is refused."""
+
+DB_KIND = "mgdm-bench-images"
+"""The ``kind`` entry of ``meta``."""
+
+COMMAND = "mgdm bench images"
+
+RUN_OPTIONS: dict[str, str] = {"batch": "--batch", "sw_directions": "sw_directions"}
+"""The settings stored in ``meta`` (results depend on them, the cells' key does not hold them),
+and the option that sets each."""
 
 SETTING_COLUMNS: tuple[str, ...] = ("prior", "image_set", "sigma_y", "budget", "samples_per_cell")
 CELL_COLUMNS: tuple[str, ...] = ("task", "sampler", "image", "seed")
@@ -73,6 +88,7 @@ CREATE TABLE IF NOT EXISTS observations (
 """
 
 _TABLES = ("cells", "images", "observations")
+_ALL_TABLES = ("meta", *_TABLES)
 
 
 @dataclass(frozen=True)
@@ -149,38 +165,50 @@ def rank_path(path: Path | str, rank: int) -> Path:
     return path.with_name(f"{path.name}.rank{rank}")
 
 
-def open_db(path: Path | str) -> sqlite3.Connection:
-    """Open (creating if needed) a benchmark database in autocommit mode with a WAL journal.
+def check_db(path: Path | str, settings: Mapping[str, str]) -> None:
+    """Before a run: ``path`` is a new file that can be created, or a database of this benchmark
+    whose stored run settings are ``settings`` (:data:`RUN_OPTIONS`). Creates nothing;
+    ``ValueError`` naming what is wrong and what is accepted."""
+    check_database(
+        path, DB_KIND, _ALL_TABLES, SCHEMA_VERSION, COMMAND, settings, "cells", RUN_OPTIONS
+    )
 
-    ``ValueError`` when the file cannot be created or written, is not SQLite, or holds another
-    schema version.
+
+def open_db(path: Path | str, settings: Mapping[str, str] | None = None) -> sqlite3.Connection:
+    """Open (creating if needed) a benchmark database in autocommit mode with a WAL journal, and
+    store ``kind``, ``schema_version`` and the run ``settings`` in ``meta`` (entries already
+    stored are kept: :func:`check_db` compares them first).
+
+    The tables and ``meta`` are created in one transaction, so a reader sees no table or all of
+    them. ``ValueError`` when the file cannot be created or written, or is not a database of this
+    benchmark (:func:`mgdm.bench.store.read_meta`).
     """
     path = Path(path)
+    read_meta(path, DB_KIND, _ALL_TABLES, SCHEMA_VERSION, COMMAND, for_run=True)
+    entries = [
+        ("kind", DB_KIND),
+        ("schema_version", str(SCHEMA_VERSION)),
+        *(settings or {}).items(),
+    ]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(path, isolation_level=None, timeout=60.0)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against a killed process
-        connection.executescript(_SCHEMA)
-        connection.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-        (version,) = connection.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'"
-        ).fetchone()
+        with _transaction(connection):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", entries)
     except (OSError, sqlite3.Error) as error:
         raise ValueError(f"cannot use {path} as the benchmark database: {error}.") from None
-    if int(version) != SCHEMA_VERSION:
-        connection.close()
-        raise ValueError(
-            f"{path} holds schema version {version}; this mgdm writes version {SCHEMA_VERSION}."
-        )
     return connection
 
 
 def _existing(path: Path | str) -> sqlite3.Connection:
-    """A connection to an existing database, for reading; ``ValueError`` when there is none."""
-    if not Path(path).is_file():
+    """A connection to an existing database of this benchmark, for reading; ``ValueError`` when
+    there is none."""
+    if read_meta(path, DB_KIND, _ALL_TABLES, SCHEMA_VERSION, COMMAND) is None:
         raise ValueError(f"no benchmark database at {path}.")
     try:
         return sqlite3.connect(path, timeout=60.0)

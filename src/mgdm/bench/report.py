@@ -36,6 +36,7 @@ from mgdm.bench.images_db import (
     read_images,
     read_observations,
 )
+from mgdm.files import check_output_dir, write_atomically
 from mgdm.samplers._common import TASK_NAMES
 from mgdm.samplers.registry import sampler_names
 from mgdm.tasks.figures import display_image
@@ -262,8 +263,7 @@ def compute_curve(selection: Selection, metric: str, path: Path) -> Path:
     for axis in list(axes.flat)[len(tasks) :]:
         axis.axis("off")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110))
     plt.close(figure)
     return path
 
@@ -303,8 +303,7 @@ def sample_grid(db: Path, selection: Selection, task: str, path: Path, max_image
                 axis.imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     figure.suptitle(f"{task}, seed {seed}", fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110))
     plt.close(figure)
     return path
 
@@ -318,15 +317,19 @@ def write_report(
 ) -> tuple[str, list[Path]]:
     """The Markdown tables of the setting picked by ``filters``; with ``out``, also
     ``table.md``, ``compute_curve.png`` and ``grid_{task}.png`` there. Returns the Markdown and
-    the files written."""
+    the files written (each written whole or not at all). ``ValueError`` for an ``out`` that is
+    not a folder that exists or can be created, or ``max_images < 1``, checked before the
+    database is read."""
     db = Path(db)
+    if max_images < 1:
+        raise ValueError(f"the sample grids need >= 1 image; got {max_images}.")
+    if out is not None:
+        out = check_output_dir(out, "--out")
     selection = select_setting(read_cells(db), **filters)
     text = report_markdown(selection, metric)
     if out is None:
         return text, []
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(text)
+    write_atomically(out / "table.md", lambda temporary: temporary.write_text(text))
     written = [out / "table.md", compute_curve(selection, metric, out / "compute_curve.png")]
     for task in selection.tasks:
         written.append(sample_grid(db, selection, task, out / f"grid_{task}.png", max_images))

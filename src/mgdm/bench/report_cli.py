@@ -6,16 +6,19 @@ import argparse
 import sys
 
 from mgdm.bench.report import HIGHER_IS_BETTER, write_report
+from mgdm.commands.arguments import finite_float, positive_float, positive_int
 
 
 def _budget(text: str) -> float:
-    """``default`` (the samplers' own configurations, stored as 0) or a number of calls."""
+    """``default`` (the samplers' own configurations, stored as 0) or a number of calls > 0."""
     if text == "default":
         return 0.0
     try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'default' or a number; got {text!r}") from None
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'default' or a number of network calls > 0; got {text!r}"
+        ) from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,20 +38,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="metric of the quality table and the compute curve (default: %(default)s)",
     )
     parser.add_argument(
-        "--grid-images", type=int, default=6, help="rows of the sample grids (default: 6)"
+        "--grid-images", type=positive_int, default=6, help="rows of the sample grids (default: 6)"
     )
     group = parser.add_argument_group("setting (needed when the database holds several)")
     group.add_argument("--prior", help="prior name")
     group.add_argument("--image-set", help="image set, e.g. fashion-mnist-test")
-    group.add_argument("--sigma-y", type=float, help="noise std of the observations")
+    group.add_argument("--sigma-y", type=finite_float, help="noise std of the observations")
     group.add_argument("--budget", type=_budget, help="'default' or the budget in network calls")
-    group.add_argument("--samples-per-cell", type=int, help="samples per (image, seed)")
+    group.add_argument("--samples-per-cell", type=positive_int, help="samples per (image, seed)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.grid_images < 1:
-        raise ValueError(f"--grid-images must be >= 1; got {args.grid_images}.")
     text, written = write_report(
         args.db,
         args.metric,
