@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from mgdm.commands.arguments import finite_float, positive_int
+from mgdm.files import write_atomically
 from mgdm.train.cli import add_run_options
 
 AUTOENCODER_HELP = """Train a KL autoencoder (diffusers AutoencoderKL) on Fashion-MNIST 32x32.
@@ -16,8 +18,9 @@ AUTOENCODER_HELP = """Train a KL autoencoder (diffusers AutoencoderKL) on Fashio
 Images in [-1, 1]; loss = per-pixel MSE of the reconstruction from a reparameterised latent +
 kl_weight x KL per latent entry. Rerunning the same command in the same --out resumes from the
 last checkpoint (the options other than --steps, --checkpoint-every, --device and --eval-limit
-must match). Writes OUT/vae and OUT/metrics.json (reconstruction PSNR on the test split); then
-train the diffusion model with `mgdm train latent-prior --autoencoder OUT`.
+must match). Every option, --eval-limit included, is checked before --out is created. Writes
+OUT/vae and OUT/metrics.json (reconstruction PSNR on the test split); then train the diffusion
+model with `mgdm train latent-prior --autoencoder OUT`.
 """
 
 LATENT_PRIOR_HELP = """Train an epsilon-prediction DDPM on the latents of a trained autoencoder.
@@ -41,19 +44,20 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     add_run_options(autoencoder, "32,64,64", 5e-4)
     autoencoder.add_argument(
         "--latent-channels",
-        type=int,
+        type=positive_int,
         default=4,
         help="channels of the latents (default: %(default)s)",
     )
     autoencoder.add_argument(
         "--kl-weight",
-        type=float,
+        type=finite_float,
         default=1e-4,
-        help="weight of the KL per latent entry against the per-pixel MSE (default: %(default)s)",
+        help="weight of the KL per latent entry against the per-pixel MSE, >= 0 "
+        "(default: %(default)s)",
     )
     autoencoder.add_argument(
         "--eval-limit",
-        type=int,
+        type=positive_int,
         default=None,
         help="test images for the reconstruction PSNR (default: all 10,000)",
     )
@@ -90,7 +94,8 @@ def run_autoencoder(args: argparse.Namespace) -> int:
     )
     train_autoencoder(args.out, config, args.steps, args.checkpoint_every, args.device)
     metrics = evaluate_autoencoder(Path(args.out) / "vae", args.eval_limit, args.device)
-    (Path(args.out) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    text = json.dumps(metrics, indent=2) + "\n"
+    write_atomically(Path(args.out) / "metrics.json", lambda path: path.write_text(text))
     print(
         f"wrote {args.out}/vae; test reconstruction PSNR {metrics['psnr_mean']:.2f} dB on "
         f"{metrics['images']} images"

@@ -27,7 +27,9 @@ times and ``eps`` via :func:`~mgdm.train.prior.diffusion_batch`) from a generato
 ``(seed, s)``. A run resumed from its last checkpoint performs the same operations as an
 uninterrupted one. Each run folder holds ``config.json`` (the options; the latent prior's also
 the SHA-256 of the autoencoder's weights; a rerun must match), ``train_log.csv`` (``step, loss,
-seconds``) and the atomically written ``checkpoint.safetensors`` + ``checkpoint_state.pt``.
+seconds``) and the atomically written ``checkpoint.safetensors`` + ``checkpoint_state.pt``. As in
+:mod:`mgdm.train.prior`, the folder is created only once the options, the data, the autoencoder
+and the networks have been checked, and removed when the run fails before its first checkpoint.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from mgdm.data.fashion_mnist import load_fashion_mnist
+from mgdm.devices import resolve_device
 from mgdm.diffusion.schedules import ddpm_linear
 from mgdm.latent.autoencoder import (
     KLAutoencoder,
@@ -55,11 +58,13 @@ from mgdm.train.prior import (
     IMAGE_SIZE,
     TrainConfig,
     batch_indices,
+    check_batch_size,
+    check_run_folder,
     check_run_lengths,
     diffusion_batch,
     export_pipeline,
     fit_resumably,
-    prepare_run_folder,
+    run_folder,
 )
 
 AUTOENCODER_RUN_KIND = "mgdm-train-autoencoder"
@@ -103,12 +108,6 @@ class AutoencoderTrainConfig:
         return {"kind": AUTOENCODER_RUN_KIND, **asdict(self), "channels": list(self.channels)}
 
 
-def _check_run(steps: int, checkpoint_every: int, images: Tensor, batch_size: int) -> None:
-    check_run_lengths(steps, checkpoint_every)
-    if images.shape[0] < batch_size:
-        raise ValueError(f"batch size {batch_size} exceeds the {images.shape[0]} training images.")
-
-
 # --------------------------------------------------------------------------- autoencoder
 def autoencoder_loss(vae: nn.Module, x: Tensor, kl_weight: float, seed: int, step: int) -> Tensor:
     """The loss of the module docstring on the batch ``x`` ``[B, C, H, W]``; the posterior noise
@@ -132,23 +131,27 @@ def train_autoencoder(
     """Train (or resume) the autoencoder of ``config`` in ``out`` up to ``steps`` steps; writes
     ``out/vae`` and returns the ``AutoencoderKL``.
 
-    Raises ``ValueError`` for ``steps < 1``, ``checkpoint_every < 1``, ``limit < batch_size``, a
-    non-empty ``out`` that is not this run, or a checkpoint already past ``steps``.
+    Raises ``ValueError`` for ``steps < 1``, ``checkpoint_every < 1``, a device this machine
+    lacks, ``limit < batch_size``, a non-empty ``out`` that is not this run, or a checkpoint
+    already past ``steps``; all but the last before ``out`` is created.
     """
-    out = Path(out)
+    check_run_lengths(steps, checkpoint_every)
+    out, device = Path(out), resolve_device(device)
+    command = "mgdm train autoencoder"
+    check_run_folder(out, config.to_json(), command)
     images = load_fashion_mnist("train", limit=config.limit).images
-    _check_run(steps, checkpoint_every, images, config.batch_size)
-    prepare_run_folder(out, config.to_json(), "mgdm train autoencoder")
-    images = images.to(device)
+    check_batch_size(config.batch_size, images.shape[0])
     vae = build_autoencoder(config.channels, config.latent_channels, config.seed).to(device)
+    images = images.to(device)
 
     def loss_at(step: int) -> Tensor:
         x = images[batch_indices(images.shape[0], config.batch_size, config.seed, step)]
         return autoencoder_loss(vae, x, config.kl_weight, config.seed, step)
 
-    fit_resumably(
-        out, vae, config.lr, steps, checkpoint_every, loss_at, "train autoencoder", progress
-    )
+    with run_folder(out, config.to_json(), command):
+        fit_resumably(
+            out, vae, config.lr, steps, checkpoint_every, loss_at, "train autoencoder", progress
+        )
     vae.save_pretrained(out / "vae", safe_serialization=True)
     return vae
 
@@ -233,30 +236,35 @@ def train_latent_prior(
     :func:`locate_vae`) in ``out`` up to ``steps`` steps; writes ``out/vae``, ``out/unet`` and
     ``out/scheduler`` and returns the UNet. ``config.channels`` are the UNet's levels on the
     latent grid. Errors as :func:`train_autoencoder`, plus a run folder made with another
-    autoencoder (its weights' SHA-256 differs)."""
-    out = Path(out)
+    autoencoder (its weights' SHA-256 differs), an unreadable autoencoder, or channels whose
+    levels do not fit its latents, all before ``out`` is created."""
+    check_run_lengths(steps, checkpoint_every)
+    out, device = Path(out), resolve_device(device)
     vae_dir = locate_vae(autoencoder)
-    images = load_fashion_mnist("train", limit=config.limit).images
-    _check_run(steps, checkpoint_every, images, config.batch_size)
     wanted = {
         **config.to_json(),
         "kind": LATENT_PRIOR_RUN_KIND,
         "autoencoder_sha256": file_sha256(weights_file(vae_dir)),
     }
-    prepare_run_folder(out, wanted, "mgdm train latent-prior")
+    command = "mgdm train latent-prior"
+    check_run_folder(out, wanted, command)
+    images = load_fashion_mnist("train", limit=config.limit).images
+    check_batch_size(config.batch_size, images.shape[0])
     vae = load_autoencoder_kl(vae_dir, device)
-    latents, scaling = training_latents(vae, images.to(device))
-    unet = build_latent_unet(config.channels, tuple(latents.shape[1:]), config.seed).to(device)
+    latent_shape = KLAutoencoder(vae, IMAGE_SIZE).latent_shape
+    unet = build_latent_unet(config.channels, latent_shape, config.seed).to(device)
     abar = ddpm_linear().abar
+    with run_folder(out, wanted, command):
+        latents, scaling = training_latents(vae, images.to(device))
 
-    def loss_at(step: int) -> Tensor:
-        z0 = latents[batch_indices(latents.shape[0], config.batch_size, config.seed, step)]
-        z_k, k, eps = diffusion_batch(z0, abar, config.seed, step)
-        return torch.nn.functional.mse_loss(unet(z_k, k).sample, eps)
+        def loss_at(step: int) -> Tensor:
+            z0 = latents[batch_indices(latents.shape[0], config.batch_size, config.seed, step)]
+            z_k, k, eps = diffusion_batch(z0, abar, config.seed, step)
+            return torch.nn.functional.mse_loss(unet(z_k, k).sample, eps)
 
-    fit_resumably(
-        out, unet, config.lr, steps, checkpoint_every, loss_at, "train latent prior", progress
-    )
+        fit_resumably(
+            out, unet, config.lr, steps, checkpoint_every, loss_at, "train latent prior", progress
+        )
     export_pipeline(unet, out)
     vae.register_to_config(scaling_factor=scaling, shift_factor=None)
     vae.save_pretrained(out / "vae", safe_serialization=True)

@@ -4,12 +4,14 @@ Cross-entropy with Adam on the 60,000 training images, mini-batches drawn as the
 draws them (:func:`mgdm.train.prior.batch_indices`: a seeded permutation per epoch), with a small
 random translation (up to 2 pixels, filled with the background -1) as the only augmentation, so that
 slightly shifted restorations keep their features. The test split is used once, at the end, for the
-accuracy reported in ``metrics.json``. A few minutes on two CPU cores; not resumable (short).
+accuracy reported in ``metrics.json``. A few minutes on two CPU cores; not resumable (short). The
+output folder is checked before the data are read and written only at the end, each file whole.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -19,9 +21,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mgdm.data.fashion_mnist import load_fashion_mnist
+from mgdm.files import check_output_dir, write_atomically
 from mgdm.metrics.fashion_classifier import FashionClassifier
 from mgdm.random import derive_seed, torch_generator
-from mgdm.train.prior import batch_indices
+from mgdm.train.prior import batch_indices, check_batch_size
 
 WEIGHTS_NAME = "model.safetensors"
 METRICS_NAME = "metrics.json"
@@ -59,14 +62,19 @@ def train_classifier(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Train, evaluate on the test split, and write ``out/model.safetensors`` and
-    ``out/metrics.json``; returns the metrics (``test_accuracy``, ``final_loss``, ``seconds``...)."""
-    if steps < 1 or batch_size < 1 or not lr > 0:
+    """Train, evaluate on the test split, and write ``out/model.safetensors``,
+    ``out/metrics.json`` and ``out/MODEL_CARD.md``; returns the metrics (``test_accuracy``,
+    ``final_loss``, ``seconds``...). ``ValueError`` before the data are read for ``steps`` or
+    ``batch_size`` < 1, an ``lr`` that is not a finite number > 0, or an ``out`` that is not a
+    folder that exists or can be created; for a batch larger than the 60,000 training images."""
+    if steps < 1 or batch_size < 1 or not (math.isfinite(lr) and lr > 0):
         raise ValueError(
-            f"steps and batch size must be >= 1 and lr > 0; got {steps}, {batch_size}, {lr}."
+            f"steps and batch size must be >= 1 and lr a finite number > 0; got {steps}, "
+            f"{batch_size}, {lr}."
         )
-    out = Path(out)
+    out = check_output_dir(out, "--out")
     train = load_fashion_mnist("train")
+    check_batch_size(batch_size, train.images.shape[0])
     test = load_fashion_mnist("test")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -100,11 +108,14 @@ def train_classifier(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(out / WEIGHTS_NAME))
-    (out / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    (out / CARD_NAME).write_text(render_classifier_card(metrics), encoding="utf-8")
+    write_atomically(out / WEIGHTS_NAME, lambda path: save_file(weights, str(path)))
+    texts = {
+        METRICS_NAME: json.dumps(metrics, indent=2) + "\n",
+        CARD_NAME: render_classifier_card(metrics),
+    }
+    for name, text in texts.items():
+        write_atomically(out / name, lambda path, text=text: path.write_text(text, "utf-8"))
     return metrics
 
 

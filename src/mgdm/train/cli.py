@@ -3,14 +3,17 @@
 Images in [-1, 1]; DDPM linear schedule (betas 1e-4 ... 0.02, 1000 steps); the UNet is called
 with the integer time k of x_k = sqrt(abar[k]) x_0 + sqrt(1 - abar[k]) eps and trained on
 MSE(eps_hat, eps). Rerunning the same command in the same --out resumes from the last
-checkpoint (the options other than --steps, --checkpoint-every and --device must match). The
-result, OUT/unet and OUT/scheduler, loads with mgdm.priors.load_diffusers_prior(OUT).
+checkpoint (the options other than --steps, --checkpoint-every and --device must match). Every
+option is checked before --out is created, and a run that fails before its first checkpoint
+leaves no --out behind. The result, OUT/unet and OUT/scheduler, loads with
+mgdm.priors.load_diffusers_prior(OUT).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from mgdm.commands.arguments import device, non_negative_int, positive_float, positive_int
 from mgdm.train.prior import TrainConfig, parse_channels, train_prior
 
 
@@ -39,7 +42,7 @@ def add_run_options(
         help=f"{item} per step (default: %(default)s)",
     )
     parser.add_argument(
-        "--lr", type=float, default=lr, help="Adam learning rate (default: %(default)s)"
+        "--lr", type=positive_float, default=lr, help="Adam learning rate (default: %(default)s)"
     )
     parser.add_argument(
         "--channels",
@@ -48,7 +51,7 @@ def add_run_options(
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="seed of weights, data order and noise (default: %(default)s)",
     )
@@ -61,11 +64,13 @@ def add_run_options(
     if limit:
         parser.add_argument(
             "--limit",
-            type=int,
+            type=positive_int,
             default=None,
             help="train on the first N training images (default: all 60,000)",
         )
-    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument(
+        "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -104,19 +109,28 @@ def _add_classifier_parser(commands: argparse._SubParsersAction) -> None:
         "--out", required=True, help="output folder (model.safetensors, metrics.json)"
     )
     parser.add_argument(
-        "--steps", type=int, default=2000, help="optimisation steps (default: %(default)s)"
+        "--steps",
+        type=positive_int,
+        default=2000,
+        help="optimisation steps (default: %(default)s)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=128, help="images per step (default: %(default)s)"
+        "--batch-size",
+        type=positive_int,
+        default=128,
+        help="images per step, at most 60,000 (default: %(default)s)",
     )
     parser.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         default=1e-3,
         help="initial Adam learning rate, cosine decay (default: %(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of weights and data order (default: %(default)s)"
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of weights and data order (default: %(default)s)",
     )
     parser.set_defaults(func=run_classifier)
 

@@ -23,7 +23,10 @@ an uninterrupted one (bit for bit on the same device and thread count).
 
 **Output folder** ``DIR``:
 
-* ``config.json`` — the options that define the run (:class:`TrainConfig`); a rerun must match;
+* ``config.json`` — the options that define the run (:class:`TrainConfig`); a rerun must match.
+  It is written once every option, the data and the model have been checked, and removed with
+  the folder's other files (and the folder, when the run created it) when the run fails before
+  its first checkpoint (:func:`run_folder`), so a corrected rerun starts afresh;
 * ``train_log.csv`` — ``step, loss, seconds`` (cumulative training wall time) per step;
 * ``checkpoint.safetensors`` (weights, the step in its metadata) and ``checkpoint_state.pt``
   (``{"step", "seconds", "optimizer"}``, tensors and primitives only, read with
@@ -41,7 +44,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -51,9 +55,11 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mgdm.checkpoints import load_state_dict_checked, read_state_dict
+from mgdm.checkpoints import load_state_dict_checked, read_json_object, read_state_dict
 from mgdm.data.fashion_mnist import load_fashion_mnist
+from mgdm.devices import resolve_device
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, ddpm_linear
+from mgdm.files import check_output_dir
 from mgdm.random import derive_seed, torch_generator
 
 IMAGE_SIZE = 32
@@ -63,7 +69,7 @@ CONFIG_FILE = "config.json"
 LOG_FILE = "train_log.csv"
 WEIGHTS_FILE = "checkpoint.safetensors"
 STATE_FILE = "checkpoint_state.pt"
-_RUN_KIND = "mgdm-train-prior"
+RUN_KIND = "mgdm-train-prior"
 _TMP = ".tmp"
 LOSS_SMOOTHING = 0.98
 """Weight of the running loss in the progress bar's exponential moving average (all trainers)."""
@@ -78,7 +84,8 @@ class TrainConfig:
             32, 16, 8, 4 pixels); the lowest resolution has self-attention when there are 2+.
         batch_size: images per step ``B``.
         lr: Adam's learning rate.
-        seed: the seed of the weights, the data order and the noise (module docstring).
+        seed: the seed of the weights, the data order and the noise (module docstring), an
+            integer in ``0 … 2^63 - 1``.
         limit: train on the first ``limit`` training images (``None``: all 60,000).
     """
 
@@ -103,10 +110,12 @@ class TrainConfig:
             raise ValueError(f"learning rate must be a positive number; got {self.lr}.")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1 (or None for all images); got {self.limit}.")
+        if type(self.seed) is not int or not 0 <= self.seed < 2**63:
+            raise ValueError(f"the seed must be an integer in 0 … 2^63 - 1; got {self.seed!r}.")
 
     def to_json(self) -> dict[str, object]:
         """The configuration as saved in ``config.json`` (with a ``kind`` tag)."""
-        return {"kind": _RUN_KIND, **asdict(self), "channels": list(self.channels)}
+        return {"kind": RUN_KIND, **asdict(self), "channels": list(self.channels)}
 
 
 def parse_channels(text: str) -> tuple[int, ...]:
@@ -237,41 +246,70 @@ def load_checkpoint(
     return int(state["step"]), float(state["seconds"])
 
 
-def prepare_run_folder(out: Path, wanted: dict[str, object], command: str) -> None:
-    """Create ``out`` with ``config.json`` = ``wanted``, or check that it holds the same run.
+def check_run_folder(out: Path, wanted: dict[str, object], command: str) -> None:
+    """``ValueError`` unless ``out`` can hold the run ``wanted``: a folder that does not exist yet
+    and can be created, an empty writable folder, or the folder of the same run (a resume).
 
     ``wanted["kind"]`` tags the run; a non-empty folder must hold a ``config.json`` of that kind
-    whose entries all equal ``wanted``'s, else ``ValueError`` lists the differing options
-    (named as ``--option`` of ``command``).
+    whose entries all equal ``wanted``'s, else the message lists the differing options (named as
+    ``--option`` of ``command``). Creates nothing.
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder.")
+    check_output_dir(out, "--out")
     config_path = out / CONFIG_FILE
-    if out.is_dir() and any(out.iterdir()):
-        if not config_path.is_file():
-            raise ValueError(
-                f"--out {out} is not empty and holds no {CONFIG_FILE}: not a run of `{command}`; "
-                "choose an empty or new folder."
-            )
-        try:
-            saved = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{config_path} is not readable JSON: {error}") from error
-        if not isinstance(saved, dict) or saved.get("kind") != wanted["kind"]:
-            raise ValueError(f"{config_path} is not the configuration of a `{command}` run.")
-        differing = [
-            f"--{key.replace('_', '-')} (saved {saved.get(key)!r}, requested {value!r})"
-            for key, value in wanted.items()
-            if saved.get(key) != value
-        ]
-        if differing:
-            raise ValueError(
-                f"cannot resume the run in {out} with a different configuration: "
-                f"{'; '.join(differing)}. Use the saved options or another --out."
-            )
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not config_path.is_file():
+        raise ValueError(
+            f"--out {out} is not empty and holds no {CONFIG_FILE}: not a run of `{command}`; "
+            "choose an empty or new folder."
+        )
+    saved = read_json_object(config_path)
+    if saved.get("kind") != wanted["kind"]:
+        raise ValueError(f"{config_path} is not the configuration of a `{command}` run.")
+    differing = [
+        f"--{key.replace('_', '-')} (saved {saved.get(key)!r}, requested {value!r})"
+        for key, value in wanted.items()
+        if saved.get(key) != value
+    ]
+    if differing:
+        raise ValueError(
+            f"cannot resume the run in {out} with a different configuration: "
+            f"{'; '.join(differing)}. Use the saved options or another --out."
+        )
+
+
+def prepare_run_folder(out: Path, wanted: dict[str, object], command: str) -> None:
+    """Create ``out`` with ``config.json`` = ``wanted``, or check that it holds the same run
+    (:func:`check_run_folder`)."""
+    check_run_folder(out, wanted, command)
+    config_path = out / CONFIG_FILE
+    if config_path.is_file():
         return
     out.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
+
+
+@contextmanager
+def run_folder(out: Path, wanted: dict[str, object], command: str) -> Iterator[None]:
+    """:func:`prepare_run_folder` for the training in the block. When the block raises before the
+    run's first checkpoint exists, what the run wrote (``config.json``, ``train_log.csv``,
+    temporaries) is removed, and so are ``out`` and the parent folders the call created: a
+    failed start leaves nothing behind and does not block a corrected rerun."""
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
+    fresh = out.is_dir() and not any(out.iterdir())
+    prepare_run_folder(out, wanted, command)
+    try:
+        yield
+    except BaseException:
+        if (created or fresh) and not (out / WEIGHTS_FILE).exists():
+            for path in (out / CONFIG_FILE, out / LOG_FILE, *out.glob(f"*{_TMP}")):
+                path.unlink(missing_ok=True)
+            for folder in created:
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+        raise
 
 
 def open_training_log(out: Path, step: int) -> tuple[IO[str], Any]:
@@ -311,6 +349,12 @@ def check_run_lengths(steps: int, checkpoint_every: int) -> None:
         raise ValueError(f"steps must be >= 1; got {steps}.")
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint interval must be >= 1; got {checkpoint_every}.")
+
+
+def check_batch_size(batch_size: int, count: int) -> None:
+    """``ValueError`` unless a batch of ``batch_size`` fits the ``count`` training images."""
+    if count < batch_size:
+        raise ValueError(f"batch size {batch_size} exceeds the {count} training images.")
 
 
 def fit_resumably(
@@ -375,27 +419,29 @@ def train_prior(
 
     A checkpoint is written every ``checkpoint_every`` steps and at the end; rerunning with the
     same ``out`` and ``config`` continues from the last checkpoint (``steps`` may grow). Raises
-    ``ValueError`` for ``steps < 1``, ``checkpoint_every < 1``, ``limit < batch_size``, a
-    non-empty ``out`` that is not a run of ``config``, or a checkpoint already past ``steps``.
+    ``ValueError`` for ``steps < 1``, ``checkpoint_every < 1``, a device this machine lacks,
+    ``limit < batch_size``, a non-empty ``out`` that is not a run of ``config``, or a checkpoint
+    already past ``steps``; all but the last before ``out`` is created (:func:`run_folder`).
     """
     check_run_lengths(steps, checkpoint_every)
-    out = Path(out)
+    out, device = Path(out), resolve_device(device)
+    command = "mgdm train prior"
+    check_run_folder(out, config.to_json(), command)
     images = load_fashion_mnist("train", limit=config.limit).images
-    if images.shape[0] < config.batch_size:
-        raise ValueError(
-            f"batch size {config.batch_size} exceeds the {images.shape[0]} training images."
-        )
-    prepare_run_folder(out, config.to_json(), "mgdm train prior")
+    check_batch_size(config.batch_size, images.shape[0])
+    model = build_unet(config).to(device)
     images = images.to(device)
     abar = ddpm_linear().abar
-    model = build_unet(config).to(device)
 
     def loss_at(step: int) -> Tensor:
         x0 = images[batch_indices(images.shape[0], config.batch_size, config.seed, step)]
         x_k, k, eps = diffusion_batch(x0, abar, config.seed, step)
         return torch.nn.functional.mse_loss(model(x_k, k).sample, eps)
 
-    fit_resumably(out, model, config.lr, steps, checkpoint_every, loss_at, "train prior", progress)
+    with run_folder(out, config.to_json(), command):
+        fit_resumably(
+            out, model, config.lr, steps, checkpoint_every, loss_at, "train prior", progress
+        )
     export_pipeline(model, out)
     return model
 
@@ -404,11 +450,14 @@ __all__ = [
     "TrainConfig",
     "batch_indices",
     "build_unet",
+    "check_batch_size",
+    "check_run_folder",
     "check_run_lengths",
     "diffusion_batch",
     "export_pipeline",
     "fit_resumably",
     "parse_channels",
     "prepare_run_folder",
+    "run_folder",
     "train_prior",
 ]
