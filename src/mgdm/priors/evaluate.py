@@ -23,10 +23,18 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mgdm.diffusion.bridge import ddim_step
-from mgdm.diffusion.schedules import timestep_grid
+from mgdm.diffusion.schedules import NUM_TIMESTEPS, timestep_grid
+from mgdm.files import write_atomically
 from mgdm.latent.prior import LatentPrior, decode_samples
 from mgdm.priors.base import Denoiser
 from mgdm.random import SampleNoise, derive_seed
+
+
+def check_grid_points(num_steps: int) -> None:
+    """``ValueError`` unless :func:`sample_prior`'s grid can have ``num_steps`` points: 2 to
+    1000 (the schedule's times)."""
+    if type(num_steps) is not int or not 2 <= num_steps <= NUM_TIMESTEPS:
+        raise ValueError(f"the DDIM grid takes 2 to {NUM_TIMESTEPS} points; got {num_steps!r}.")
 
 
 @torch.no_grad()
@@ -38,8 +46,9 @@ def sample_prior(
     batch_size: int = 250,
     progress: bool = False,
 ) -> Tensor:
-    """``len(seeds)`` samples ``[N, *sample_shape]`` by DDIM(eta) with ``num_steps`` grid points,
-    clamped to the prior's data range."""
+    """``len(seeds)`` samples ``[N, *sample_shape]`` by DDIM(eta) with ``num_steps`` grid points
+    (:func:`check_grid_points`), clamped to the prior's data range."""
+    check_grid_points(num_steps)
     grid = timestep_grid(num_steps).tolist()[::-1]
     chunks = []
     bar = tqdm(total=len(seeds) * (len(grid) - 1), desc="prior samples", disable=not progress)
@@ -130,7 +139,8 @@ def evaluate_prior(
 
 
 def write_sample_grid(samples: Tensor, path: Path, columns: int = 8) -> Path:
-    """The first ``columns**2`` samples ``[N, 1, H, W]`` tiled into one grey PNG (2 px gaps)."""
+    """The first ``columns**2`` samples ``[N, 1, H, W]`` tiled into one grey PNG (2 px gaps),
+    written whole or not at all."""
     from PIL import Image
 
     tiles = samples[: columns * columns]
@@ -146,10 +156,10 @@ def write_sample_grid(samples: Tensor, path: Path, columns: int = 8) -> Path:
     image = Image.fromarray(pixels).resize(
         (canvas.shape[1] * 4, canvas.shape[0] * 4), Image.NEAREST
     )
-    image.save(path)
-    return path
+    return write_atomically(path, lambda temporary: image.save(temporary, format="PNG"))
 
 
 def save_evaluation(evaluation: PriorEvaluation, path: Path) -> Path:
-    path.write_text(json.dumps(asdict(evaluation), indent=2) + "\n", encoding="utf-8")
-    return path
+    """Write ``evaluation`` as JSON, whole or not at all."""
+    text = json.dumps(asdict(evaluation), indent=2) + "\n"
+    return write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))

@@ -3,13 +3,18 @@
 Draws --samples unconditional samples (DDIM, --steps grid points, eta 1), computes the FID in the
 features of mgdm's Fashion-MNIST classifier against the test split, beside the train-vs-test floor,
 and writes into --prior: evaluation.json, samples.png and MODEL_CARD.md (from --run's config and
-training log).
+training log). The options, --run and --autoencoder-run are checked and --prior is probed for
+writing before the prior is loaded.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from mgdm.checkpoints import read_json_object
+from mgdm.commands.arguments import non_negative_int, positive_int
+from mgdm.files import check_output_dir, write_atomically
 
 AUDIO_PRIOR_HELP = """\
 Measure an audio prior (`mgdm train audio-prior`) on test clips and write its model card.
@@ -42,7 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--run", required=True, help="the `mgdm train prior` run folder it came from"
     )
     parser.add_argument(
-        "--samples", type=int, default=1000, help="samples for the FID (default: %(default)s)"
+        "--samples",
+        type=positive_int,
+        default=1000,
+        help="samples for the FID, >= 2 (default: %(default)s)",
     )
     add_card_options(parser)
     parser.add_argument(
@@ -56,9 +64,17 @@ def add_card_options(parser: argparse.ArgumentParser) -> None:
     """The options of both evaluations: --steps of the DDIM sampler, and the training command and
     hardware quoted in the model card."""
     parser.add_argument(
-        "--steps", type=int, default=100, help="DDIM grid points (default: %(default)s)"
+        "--steps",
+        type=positive_int,
+        default=100,
+        help="DDIM grid points, 2 to 1000 (default: %(default)s)",
     )
-    parser.add_argument("--command", required=True, help="the training command, quoted in the card")
+    parser.add_argument(
+        "--command",
+        dest="training_command",  # not "command": mgdm's own sub-command name lives there
+        required=True,
+        help="the training command, quoted in the card",
+    )
     parser.add_argument("--training-hardware", required=True, help="where it was trained, in words")
 
 
@@ -80,32 +96,70 @@ def add_audio_parser(commands: argparse._SubParsersAction) -> None:
         "--run", help="the training run folder, or the folder of the four stem runs (see above)"
     )
     parser.add_argument(
-        "--samples", type=int, default=64, help="prior samples (default: %(default)s)"
+        "--samples", type=positive_int, default=64, help="prior samples (default: %(default)s)"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=16, help="clips per network call (default: %(default)s)"
+        "--batch-size",
+        type=positive_int,
+        default=16,
+        help="clips per network call (default: %(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of samples and noise (default: %(default)s)"
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of samples and noise (default: %(default)s)",
     )
     add_card_options(parser)
     parser.set_defaults(func=run_audio)
 
 
+def _check_training_run(run_dir: Path, option: str, kinds: tuple[str, ...]) -> None:
+    """``ValueError`` unless ``run_dir`` is a training run of one of ``kinds`` (the ``kind`` of its
+    ``config.json``) with a readable, non-empty ``train_log.csv``: what its model card reads."""
+    from mgdm.priors.model_card import training_summary
+
+    config = read_json_object(run_dir / "config.json", f"{option} configuration")
+    if config.get("kind") not in kinds:
+        raise ValueError(
+            f"{option} {run_dir} holds a run of kind {config.get('kind')!r}; expected the "
+            f"folder of a {' or '.join(kinds)} run."
+        )
+    try:
+        training_summary(run_dir)
+    except (OSError, KeyError, ValueError) as error:
+        raise ValueError(f"{option} {run_dir}: no readable train_log.csv ({error}).") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    from mgdm.latent.train import AUTOENCODER_RUN_KIND, LATENT_PRIOR_RUN_KIND
     from mgdm.priors.catalog import load_prior
-    from mgdm.priors.evaluate import evaluate_prior, save_evaluation, write_sample_grid
+    from mgdm.priors.evaluate import (
+        check_grid_points,
+        evaluate_prior,
+        save_evaluation,
+        write_sample_grid,
+    )
     from mgdm.priors.model_card import render_model_card
+    from mgdm.train.prior import RUN_KIND
 
     folder, run_dir = Path(args.prior), Path(args.run)
+    autoencoder_run = Path(args.autoencoder_run) if args.autoencoder_run else None
+    if args.samples < 2:
+        raise ValueError(f"--samples must be >= 2 for the FID; got {args.samples}.")
+    check_grid_points(args.steps)
+    check_output_dir(folder, "--prior")
+    _check_training_run(run_dir, "--run", (RUN_KIND, LATENT_PRIOR_RUN_KIND))
+    if autoencoder_run is not None:
+        _check_training_run(autoencoder_run, "--autoencoder-run", (AUTOENCODER_RUN_KIND,))
+        read_json_object(autoencoder_run / "metrics.json", "--autoencoder-run metrics")
     evaluation, samples = evaluate_prior(load_prior(folder), args.samples, args.steps)
+    card = render_model_card(
+        run_dir, evaluation, args.training_command, args.training_hardware, autoencoder_run
+    )
     save_evaluation(evaluation, folder / "evaluation.json")
     write_sample_grid(samples, folder / "samples.png")
-    autoencoder_run = Path(args.autoencoder_run) if args.autoencoder_run else None
-    card = render_model_card(
-        run_dir, evaluation, args.command, args.training_hardware, autoencoder_run
-    )
-    (folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    write_atomically(folder / "MODEL_CARD.md", lambda path: path.write_text(card, "utf-8"))
     print(
         f"FID {evaluation.fid_prior_vs_test:.2f} (floor {evaluation.fid_train_vs_test:.2f}); "
         f"wrote {folder}/MODEL_CARD.md, evaluation.json, samples.png"
@@ -123,9 +177,12 @@ def run_audio(args: argparse.Namespace) -> int:
     )
     from mgdm.audio.model_card import render_audio_model_card, training_runs
     from mgdm.audio.prior import IndependentStemsPrior, load_audio_prior
+    from mgdm.priors.evaluate import check_grid_points
 
     folder = Path(args.prior)
     run_dir = Path(args.run) if args.run else folder
+    check_grid_points(args.steps)
+    check_output_dir(folder, "--prior")
     prior = load_audio_prior(folder)
     training_runs(run_dir, prior.stems, isinstance(prior, IndependentStemsPrior))  # fail early
     data = load_stem_tensor(args.data)
@@ -141,8 +198,10 @@ def run_audio(args: argparse.Namespace) -> int:
     )
     save_audio_evaluation(evaluation, folder / "evaluation.json")
     write_sample_audio(samples, prior.stems, prior.sample_rate, folder, reference)
-    card = render_audio_model_card(run_dir, evaluation, args.command, args.training_hardware)
-    (folder / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    card = render_audio_model_card(
+        run_dir, evaluation, args.training_command, args.training_hardware
+    )
+    write_atomically(folder / "MODEL_CARD.md", lambda path: path.write_text(card, "utf-8"))
     stems = evaluation.per_stem
     distance = sum(s.spectral_distance_db for s in stems) / len(stems)
     floor = sum(s.spectral_floor_db for s in stems) / len(stems)
