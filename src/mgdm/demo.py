@@ -10,20 +10,31 @@ posterior samples each; the demo prints PSNR/SSIM per task and writes ``OUT/rest
 random 1 x 2 operator. The demo draws prior samples, exact posterior samples and MGDM samples
 (default and reference presets), prints their sliced Wasserstein distances to the exact
 posterior (with the exact-vs-exact floor) and writes a PNG with the three clouds.
+
+Every option and --out are checked before the prior or the data are loaded.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
 from mgdm.bench.gmm import seed_block
 from mgdm.bench.gmm_problem import make_gmm_problem
+from mgdm.commands.arguments import non_negative_int, positive_int
+from mgdm.files import check_output_dir, write_atomically
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.random import SampleNoise
-from mgdm.samplers.mgdm import MGDM, preset
+from mgdm.restore_cli import MAX_SAMPLES
+from mgdm.samplers.mgdm import MGDM, PRESETS, preset
+
+MAX_IMAGES = 16
+"""Test images per task at most (the grid has a row per image and task; a column per sample,
+at most ``restore``'s :data:`~mgdm.restore_cli.MAX_SAMPLES`)."""
+
+GMM_SAMPLES = (10, 100_000)
+"""The range of --samples with --gmm (points per cloud of the figure)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,23 +46,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="demo-output", help="output folder (default: %(default)s)")
     parser.add_argument(
-        "--images", type=int, default=3, help="test images per task (default: %(default)s)"
+        "--images",
+        type=positive_int,
+        default=3,
+        help=f"test images per task, 1 to {MAX_IMAGES} (default: %(default)s)",
     )
-    parser.add_argument("--preset", default="fast", help="MGDM preset (default: %(default)s)")
+    parser.add_argument(
+        "--preset",
+        default="fast",
+        choices=sorted(PRESETS),
+        help="MGDM preset (default: %(default)s)",
+    )
     parser.add_argument(
         "--prior", default="fashion-mnist", help="prior name or path (default: %(default)s)"
     )
     parser.add_argument(
         "--samples",
-        type=int,
-        help="samples per image (default: 2), or per cloud with --gmm (default: 2000)",
+        type=positive_int,
+        help=f"samples per image, 1 to {MAX_SAMPLES} (default: 2), or per cloud with --gmm, "
+        f"{GMM_SAMPLES[0]} to {GMM_SAMPLES[1]:,} (default: 2000)",
     )
     parser.add_argument(
         "--gmm", action="store_true", help="run the 2-D Gaussian-mixture demo instead"
     )
     parser.add_argument(
         "--problem-seed",
-        type=int,
+        type=non_negative_int,
         default=3,
         help="--gmm: which benchmark problem (default: %(default)s)",
     )
@@ -73,8 +93,12 @@ def run_images(args: argparse.Namespace) -> int:
     from mgdm.tasks.registry import make_task
 
     samples = 2 if args.samples is None else args.samples
-    if args.images < 1 or samples < 1:
-        raise ValueError(f"--images and --samples must be >= 1; got {args.images} and {samples}.")
+    if args.images > MAX_IMAGES or samples > MAX_SAMPLES:
+        raise ValueError(
+            f"--images {args.images}, --samples {samples}: the grid holds 1 to {MAX_IMAGES} "
+            f"images per task and 1 to {MAX_SAMPLES} samples per image."
+        )
+    out = check_output_dir(args.out, "--out")
     prior = load_prior(args.prior)
     cleans = load_fashion_mnist("test", limit=args.images).images
     results = []
@@ -89,7 +113,6 @@ def run_images(args: argparse.Namespace) -> int:
         )
         print(summary_line_for_task(batch))
         results.extend(batch)
-    out = Path(args.out)
     print(f"wrote {write_grid(results, out / 'restorations.png')}")
     return 0
 
@@ -110,8 +133,12 @@ def summary_line_for_task(batch: list) -> str:
 
 def run_gmm(args: argparse.Namespace) -> int:
     args.samples = 2000 if args.samples is None else args.samples
-    if args.samples < 10:
-        raise ValueError(f"--samples must be >= 10; got {args.samples}.")
+    if not GMM_SAMPLES[0] <= args.samples <= GMM_SAMPLES[1]:
+        raise ValueError(
+            f"--samples with --gmm must be {GMM_SAMPLES[0]} to {GMM_SAMPLES[1]:,}; "
+            f"got {args.samples:,}."
+        )
+    out = check_output_dir(args.out, "--out")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,8 +168,6 @@ def run_gmm(args: argparse.Namespace) -> int:
             f"{'MGDM ' + name:<22} {sw:>12.3f} {cost.nfe_forward:>8.0f} {cost.nfe_backward:>12.0f} {cost.seconds:>8.1f}"
         )
         clouds[f"MGDM {name} (SW {sw:.2f})"] = result.samples
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots(
         1, len(clouds), figsize=(4 * len(clouds), 4), sharex=True, sharey=True
     )
@@ -154,8 +179,9 @@ def run_gmm(args: argparse.Namespace) -> int:
         axis.set_title(title)
         axis.set_aspect("equal")
     figure.tight_layout()
-    path = out / "gmm_posterior.png"
-    figure.savefig(path, dpi=100)
+    path = write_atomically(
+        out / "gmm_posterior.png", lambda temporary: figure.savefig(temporary, dpi=100)
+    )
     plt.close(figure)
     print(f"wrote {path}")
     return 0

@@ -5,17 +5,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mgdm.commands.arguments import non_negative_int, positive_float
+from mgdm.files import check_output_dir
 from mgdm.tasks.registry import TASKS, make_task
+
+MAX_CHANNELS = 4
+MAX_SIDE = 2048
+"""The largest images the commands build tasks for (the operators of larger ones take minutes
+and gigabytes to build)."""
 
 
 def _image_shape(text: str) -> tuple[int, int, int]:
+    """``C,H,W`` with ``1 <= C <= MAX_CHANNELS`` and ``1 <= H, W <= MAX_SIDE``."""
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
         shape = ()
-    if len(shape) != 3 or min(shape) < 1:
+    if len(shape) != 3 or min(shape) < 1 or shape[0] > MAX_CHANNELS or max(shape[1:]) > MAX_SIDE:
         raise argparse.ArgumentTypeError(
-            f"expected C,H,W with positive integers (e.g. 1,32,32); got {text!r}"
+            f"expected C,H,W with 1 <= C <= {MAX_CHANNELS} and 1 <= H, W <= {MAX_SIDE} (e.g. "
+            f"1,32,32); got {text!r}"
         )
     return shape  # type: ignore[return-value]
 
@@ -45,15 +54,23 @@ def list_tasks(args: argparse.Namespace) -> int:
 
 
 def draw_figures(args: argparse.Namespace) -> int:
-    """Write one PNG per task under ``--out``."""
+    """Write one PNG per task under ``--out``; named tasks that cannot be built for the image
+    shape are refused before anything is drawn (with ``all``, they are skipped)."""
     from mgdm.tasks.figures import write_task_figures
 
-    names = None if args.tasks == "all" else [n.strip() for n in args.tasks.split(",") if n.strip()]
-    for name in names or []:
-        if name not in TASKS:
-            raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}.")
-    if not args.sigma_y > 0:
-        raise ValueError(f"--sigma-y must be > 0; got {args.sigma_y}.")
+    names = None
+    if args.tasks.strip() != "all":
+        names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+        if not names:
+            raise ValueError(
+                f"--tasks takes 'all' or a comma list of task names; got {args.tasks!r}."
+            )
+        for name in names:
+            try:
+                make_task(name, args.image_shape, args.seed)
+            except ValueError as error:
+                raise ValueError(f"--tasks {name}: {error}") from None
+    check_output_dir(args.out, "--out")
     written, skipped = write_task_figures(
         Path(args.out), args.image_shape, args.seed, args.sigma_y, names
     )
@@ -78,7 +95,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="list the image restoration tasks (or draw them: 'mgdm tasks figures')",
         description="List the image restoration tasks: observation shape, linear, SVD, operator.",
     )
-    shape_help = "image shape C,H,W (images in [-1, 1])"
+    shape_help = (
+        f"image shape C,H,W (images in [-1, 1]), C up to {MAX_CHANNELS}, H and W up to {MAX_SIDE}"
+    )
     parser.add_argument(
         "--image-shape",
         type=_image_shape,
@@ -86,7 +105,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"{shape_help}; default 1,32,32",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the random operator parts (motion kernels)"
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the random operator parts (motion kernels)",
     )
     parser.set_defaults(func=list_tasks)
     commands = parser.add_subparsers(dest="tasks_command", metavar="{figures,jpeg-vs-pillow}")
@@ -107,11 +129,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"{shape_help}; default 3,64,64",
     )
     figures.add_argument(
-        "--seed", type=int, default=0, help="seed of the operators and of the observation noise"
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the operators and of the observation noise",
     )
     figures.add_argument(
         "--sigma-y",
-        type=float,
+        type=positive_float,
         default=0.05,
         help="Gaussian noise std in the [-1, 1] units of A(x) (default 0.05)",
     )
