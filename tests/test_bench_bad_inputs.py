@@ -242,3 +242,175 @@ def test_the_gmm_rows_are_written_whole_or_not_at_all(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"taken"}
     write_json(rows, tmp_path / "rows.json")
     assert json.loads((tmp_path / "rows.json").read_text())[0]["sampler"] == "dps"
+
+
+# ----------------------------------------------------------------------------- trainers
+TINY_PRIOR = ["--channels", "8,8", "--limit", "64", "--batch-size", "8", "--steps", "1"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["prior", "--lr", "nan"], "argument --lr: expected a finite number"),
+        (["prior", "--lr", "0"], "argument --lr: expected a finite number > 0"),
+        (["prior", "--limit", "0"], "argument --limit: expected a whole number >= 1"),
+        (["prior", "--seed", "-1"], "argument --seed: expected a whole number >= 0"),
+        (["prior", "--seed", "99999999999999999999"], "the seed must be an integer in 0"),
+        (["prior", "--channels", ""], "--channels must be comma-separated positive integers"),
+        (["prior", "--batch-size", "65"], "batch size 65 exceeds the 64 training images"),
+        (["prior", "--device", "bogus"], "argument --device: unknown device 'bogus'"),
+        (["prior", "--out", "TMP/file.txt"], "exists and is not a folder"),
+        (["prior", "--out", "/sys/mgdm-run"], "cannot create files in /sys"),
+        (["autoencoder", "--eval-limit", "0"], "argument --eval-limit: expected a whole number"),
+        (["autoencoder", "--kl-weight", "nan"], "argument --kl-weight: expected a finite number"),
+        (["autoencoder", "--kl-weight", "-1"], "the KL weight must be a number >= 0"),
+        (["autoencoder", "--latent-channels", "0"], "argument --latent-channels"),
+        (["autoencoder", "--channels", "8"], "an autoencoder needs 2 to 4 levels"),
+        (["latent-prior", "--autoencoder", "TMP/missing"], "no autoencoder in"),
+        (["classifier", "--lr", "inf"], "argument --lr: expected a finite number"),
+        (["classifier", "--out", "TMP/file.txt"], "is a file, not a folder"),
+        (["classifier", "--batch-size", "60001"], "batch size 60001 exceeds the 60000 training"),
+    ],
+)
+def test_trainers_check_every_option_before_creating_their_folder(argv, message, tmp_path, refused):
+    (tmp_path / "file.txt").write_text("a file\n")
+    what, *options = (a.replace("TMP", str(tmp_path)) for a in argv)
+    base = {
+        "prior": TINY_PRIOR,
+        "autoencoder": [*TINY_PRIOR, "--eval-limit", "8"],
+        "latent-prior": ["--steps", "1"],
+        "classifier": ["--steps", "1"],
+    }[what]
+    out = [] if "--out" in options else ["--out", str(tmp_path / "run")]
+    assert message in refused(["train", what, *out, *base, *options], tmp_path)
+
+
+def test_a_failed_start_leaves_no_run_folder_and_a_corrected_rerun_works(
+    tmp_path, refused, capsys, monkeypatch
+):
+    import mgdm.train.prior as trainer
+    from mgdm.cli import main
+
+    out = tmp_path / "a" / "b" / "run"
+    argv = ["train", "prior", "--out", str(out), *TINY_PRIOR]
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 10^12 bytes")
+
+    def fails_in_training(argv: list[str]) -> None:
+        """Exit status 2 with the error as the last line (the progress bar came before)."""
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.splitlines()[-1].startswith("mgdm train: error: out of memory")
+
+    with monkeypatch.context() as patch:  # a model too large for the machine: refused
+        patch.setattr(trainer, "build_unet", no_memory)
+        assert "out of memory" in refused(argv, tmp_path)
+    with monkeypatch.context() as patch:  # a batch too large, at step 1: the folder goes
+        patch.setattr(trainer, "diffusion_batch", no_memory)
+        fails_in_training(argv)
+    assert {p.name for p in tmp_path.iterdir()} == set()
+    assert main(argv) == 0  # nothing blocks the corrected rerun
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "train_log.csv", "checkpoint.safetensors", "unet"} <= files
+    with monkeypatch.context() as patch:  # a resumed run that fails keeps its checkpoint
+        patch.setattr(trainer, "diffusion_batch", no_memory)
+        fails_in_training([*argv, "--steps", "2"])
+    assert {p.name for p in out.iterdir()} == files
+
+
+def test_latent_prior_channels_that_do_not_fit_the_latents_create_nothing(tmp_path, refused):
+    from mgdm.latent.autoencoder import build_autoencoder
+
+    build_autoencoder((8, 8, 8, 8), 4, seed=0).save_pretrained(tmp_path / "ae" / "vae")
+    argv = [
+        "train", "latent-prior", "--autoencoder", str(tmp_path / "ae"), "--out",
+        str(tmp_path / "run"), "--channels", "8,8,8,8", "--limit", "8", "--batch-size", "4",
+    ]  # fmt: skip
+    assert "side is a multiple of 8; got 4 x 4" in refused(argv, tmp_path)
+
+
+# ----------------------------------------------------------------------------- evaluate
+def _run_folder(folder: Path, config: str, log: str = "step,loss,seconds\n1,0.5,0.1\n") -> Path:
+    folder.mkdir()
+    (folder / "config.json").write_text(config)
+    (folder / "train_log.csv").write_text(log)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--run", "TMP/missing"], "--run configuration not found"),
+        (["--run", "TMP/junk"], "is not a readable JSON --run configuration"),
+        (["--run", "TMP/autoencoder"], "holds a run of kind 'mgdm-train-autoencoder'"),
+        (["--run", "TMP/empty-log"], "no readable train_log.csv"),
+        (["--samples", "1"], "--samples must be >= 2 for the FID"),
+        (["--steps", "1"], "the DDIM grid takes 2 to 1000 points; got 1"),
+        (["--steps", "5000"], "the DDIM grid takes 2 to 1000 points; got 5000"),
+        (["--prior", "/sys/mgdm-prior"], "cannot create files in /sys"),
+        (["--autoencoder-run", "TMP/run"], "holds a run of kind 'mgdm-train-prior'"),
+    ],
+)
+def test_evaluate_prior_checks_its_inputs_before_loading_the_prior(
+    change, message, tmp_path, refused
+):
+    _run_folder(tmp_path / "run", '{"kind": "mgdm-train-prior"}')
+    _run_folder(tmp_path / "junk", "{")
+    _run_folder(tmp_path / "autoencoder", '{"kind": "mgdm-train-autoencoder"}')
+    _run_folder(tmp_path / "empty-log", '{"kind": "mgdm-train-prior"}', "step,loss,seconds\n")
+    argv = [
+        "evaluate", "prior", "--prior", str(tmp_path / "prior"), "--run", str(tmp_path / "run"),
+        "--command", "mgdm train prior", "--training-hardware", "a laptop", "--samples", "4",
+        *(c.replace("TMP", str(tmp_path)) for c in change),
+    ]  # fmt: skip
+    line = refused(argv, tmp_path)
+    assert line.startswith("mgdm evaluate") and message in line
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--steps", "1"], "the DDIM grid takes 2 to 1000 points"),
+        (["--samples", "0"], "argument --samples: expected a whole number >= 1"),
+        (["--batch-size", "0"], "argument --batch-size: expected a whole number >= 1"),
+        (["--seed", "-1"], "argument --seed: expected a whole number >= 0"),
+        (["--prior", "/sys/mgdm-prior"], "cannot create files in /sys"),
+    ],
+)
+def test_evaluate_audio_prior_checks_its_options_before_loading(change, message, tmp_path, refused):
+    argv = [
+        "evaluate", "audio-prior", "--prior", str(tmp_path / "prior"), "--data",
+        str(tmp_path / "test.safetensors"), "--command", "x", "--training-hardware", "x", *change,
+    ]  # fmt: skip
+    assert message in refused(argv, tmp_path)
+
+
+# ----------------------------------------------------------------------------- tasks, demo
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tasks", "--image-shape", "3,100000,100000"], "1 <= H, W <= 2048"),
+        (["tasks", "--image-shape", "5,32,32"], "1 <= C <= 4"),
+        (["tasks", "--seed", "-1"], "argument --seed: expected a whole number >= 0"),
+        (["tasks", "figures", "--tasks", ","], "--tasks takes 'all' or a comma list"),
+        (["tasks", "figures", "--tasks", "sr4,warp"], "unknown task 'warp'"),
+        (["tasks", "figures", "--tasks", "sr16", "--image-shape", "1,8,8"], "--tasks sr16: super"),
+        (["tasks", "figures", "--sigma-y", "inf"], "argument --sigma-y: expected a finite"),
+        (["tasks", "figures", "--out", "TMP/file.txt"], "is a file, not a folder"),
+        (["tasks", "figures", "--out", "/sys/mgdm-figures"], "cannot create files in /sys"),
+        (["demo", "--images", "17"], "the grid holds 1 to 16 images per task"),
+        (["demo", "--samples", "65"], "and 1 to 64 samples per image"),
+        (["demo", "--preset", "nope"], "argument --preset: invalid choice: 'nope'"),
+        (["demo", "--prior", "no-such-prior"], "unknown prior 'no-such-prior'"),
+        (["demo", "--out", "TMP/file.txt"], "is a file, not a folder"),
+        (["demo", "--gmm", "--samples", "5"], "--samples with --gmm must be 10 to 100,000"),
+        (["demo", "--gmm", "--out", "/sys/mgdm-demo"], "cannot create files in /sys"),
+    ],
+)
+def test_tasks_and_demo_refuse_bad_input_before_work(argv, message, tmp_path, refused):
+    (tmp_path / "file.txt").write_text("a file\n")
+    argv = [a.replace("TMP", str(tmp_path)) for a in argv]
+    if "--out" not in argv and argv[:2] in (["tasks", "figures"], ["demo"]):
+        argv += ["--out", str(tmp_path / "out")]
+    assert message in refused(argv, tmp_path)
