@@ -210,16 +210,20 @@ def test_the_table_commands_refuse_bad_input(argv, message, tmp_path, refused):
         (["--budget", "nan"], "argument --budget: expected a finite number"),
         (["--seeds", "5-2"], "cannot read the seeds '5-2'"),
         (["--seeds", "abc"], "cannot read the seeds 'abc'"),
-        (["--json", "TMP"], "--json TMP is a folder; name a file"),
+        (["--json", "TMP/taken.json"], "--json TMP/taken.json is a folder; name a file"),
         (["--json", "TMP/file.txt/rows.json"], "is a file, not a folder"),
         (["--json", "/sys/mgdm-rows.json"], "cannot create files in /sys"),
         (["--device", "bogus"], "argument --device: unknown device 'bogus'"),
         (["--device", "meta"], "device type 'meta' cannot run a sampler"),
         (["--samplers", "mgdm", "-R", "0"], "MGDM gibbs_sweeps = 0 is out of range"),
+        (["--num-steps", "2"], "MGDM num_steps = 2 is out of range"),  # checked without MGDM
+        (["--seeds", "0-99999999999"], "name more than 10,000 seeds"),
+        (["--json", "TMP/rows.txt"], "--json must name a .json file"),
     ],
 )
 def test_bench_gmm_refuses_bad_options_before_it_runs(change, message, tmp_path, refused):
     (tmp_path / "file.txt").write_text("a file\n")
+    (tmp_path / "taken.json").mkdir()
     change = [c.replace("TMP", str(tmp_path)) for c in change]
     assert message.replace("TMP", str(tmp_path)) in refused([*GMM, *change], tmp_path)
 

@@ -113,8 +113,8 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--json",
-        help="write one row per (sampler, dim, obs_dim, seed) to this file (rewritten whole "
-        "after each problem)",
+        help="write one row per (sampler, dim, obs_dim, seed) to this .json file (rewritten "
+        "whole after each problem)",
     )
     parser.add_argument(
         "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
@@ -168,13 +168,14 @@ def run(args: argparse.Namespace) -> int:
         if d < 2 or d % 2:
             raise ValueError(f"--dim values must be even integers >= 2; got {d}.")
     if args.json:
-        check_output_file(args.json, "--json")
+        check_output_file(args.json, "--json", (".json",))
+    mgdm_config = mgdm_config_from_args(args)  # checked even when no MGDM runs
     samplers = []
     for name in parse_sampler_list(args.samplers, domain="vector"):
         cls = sampler_class(name)
         label = name
         if name == "mgdm":
-            sampler = cls(mgdm_config_from_args(args))
+            sampler = cls(mgdm_config)
             label = args.mgdm_label or ("mgdm" if args.preset == "default" else f"mgdm-{args.preset}")
         else:
             sampler = cls()
