@@ -36,10 +36,11 @@ Proposal of tasks.md §4; windows with fewer than two active stems are skipped).
 ``schema_version``, ``data`` (the data file's SHA-256 and fingerprint, JSON), ``prior`` and
 ``independent_prior`` (SHA-256 over the prior folder's ``prior.json`` and ``model.safetensors``
 files), ``sigma_y`` and ``batch`` (mixtures per sampler call); a run whose setting differs from
-the stored one is refused (the database and ``batch`` before anything is loaded). Table ``cells``, one
-row per ``(sampler, mixture, seed, budget)`` (``budget = 0``: the samplers' own
-configurations), written in its own transaction (WAL journal): ``status`` (``done``;
-``diverged``: the sampler returned non-finite stems, metrics NULL; ``skipped``: see ``reason``),
+the stored one is refused (the file and ``batch`` are checked before anything is loaded, the
+rest once the inputs are). Table ``cells``, one row per ``(sampler, mixture, seed, budget)``
+(``budget = 0``: the samplers' own configurations), written in its own transaction (WAL
+journal): ``status`` (``done``; ``diverged``: the sampler returned non-finite stems, metrics
+NULL; ``skipped``: see ``reason``),
 ``algorithm`` (registry name), ``prior`` (``joint`` or ``independent``), ``config`` (JSON),
 ``si_sdri_{stem}`` per stem and ``si_sdri_mean`` (dB), ``windows_kept``, ``windows_total`` and
 ``window_samples`` of the metric, per mixture ``nfe_forward`` and ``nfe_backward`` (network calls
@@ -628,7 +629,6 @@ def run_audio_benchmark(
     }
     if independent_prior is not None:
         setting["independent_prior"] = prior_digest(independent_prior)
-    check_audio_db(db, setting)
     key_budget = float(budget or 0)
     with closing(open_audio_db(db)) as connection:
         check_setting(connection, setting, db)

@@ -190,8 +190,8 @@ def check_memory(dim: int, obs_dim: int, n_samples: int, n_directions: int) -> N
     size, what, options = max(arrays)
     if available is not None and 8 * size > available:
         raise ValueError(
-            f"dim {dim}, obs_dim {obs_dim}: {what} needs {8 * size / 2**30:,.1f} GiB, more than the "
-            f"{available / 2**30:,.1f} GiB of memory available; reduce {options}."
+            f"dim {dim}, obs_dim {obs_dim}: {what} needs {8 * size / 2**30:,.1f} GiB, more than "
+            f"the {available / 2**30:,.1f} GiB of memory available; reduce {options}."
         )
 
 
