@@ -126,7 +126,7 @@ def test_load_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match="holds no audio prior: expected prior.json"):
         load_audio_prior(tmp_path)
     (tmp_path / "prior.json").write_text("{not json")
-    with pytest.raises(ValueError, match="not a readable audio-prior description"):
+    with pytest.raises(ValueError, match="not a readable JSON description of an audio prior"):
         load_audio_prior(tmp_path)
     prior = _tiny_prior()
     save_audio_prior(tmp_path, prior.network, prior.stems, 8000, LENGTH)

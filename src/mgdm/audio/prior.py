@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,9 +53,10 @@ from torch import Tensor
 
 from mgdm.audio.constants import STEMS
 from mgdm.audio.unet1d import UNet1D, UNet1DConfig
-from mgdm.checkpoints import load_state_dict_checked, read_state_dict
+from mgdm.checkpoints import load_state_dict_checked, read_json_object, read_state_dict
 from mgdm.diffusion.edm import karras_sigmas
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, Schedule, from_ve_sigmas
+from mgdm.files import write_atomically
 from mgdm.priors.base import Denoiser
 from mgdm.priors.neural import EpsilonNetworkPrior
 
@@ -214,7 +214,8 @@ def save_audio_prior(
 ) -> None:
     """Write ``prior.json`` and ``model.safetensors`` of ``network`` into the folder ``out``.
 
-    The weights go to a temporary file first and are moved into place before ``prior.json``.
+    Each file goes to a temporary file first and is moved into place (the weights before
+    ``prior.json``, so a folder with ``prior.json`` has its weights).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,10 +230,11 @@ def save_audio_prior(
     if isinstance(network, PreconditionedUNet1D):
         description["preconditioning"] = {"kind": "edm", "sigma_data": network.sigma_data}
     weights = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    tmp = out / (MODEL_FILE + ".tmp")
-    save_file(weights, str(tmp))
-    os.replace(tmp, out / MODEL_FILE)
-    (out / PRIOR_FILE).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+    write_atomically(out / MODEL_FILE, lambda tmp: save_file(weights, str(tmp)))
+    write_atomically(
+        out / PRIOR_FILE,
+        lambda tmp: tmp.write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8"),
+    )
 
 
 def load_audio_prior(
@@ -260,8 +262,8 @@ def load_audio_prior(
 
 
 def _load_single(path: Path, device: torch.device | str) -> AudioPrior:
+    description = read_json_object(path / PRIOR_FILE, "description of an audio prior")
     try:
-        description = json.loads((path / PRIOR_FILE).read_text(encoding="utf-8"))
         if description.get("kind") != PRIOR_KIND:
             raise ValueError(f"{path / PRIOR_FILE} is not the description of an audio prior.")
         if description["schedule"] != SCHEDULE_NAME:
@@ -275,12 +277,22 @@ def _load_single(path: Path, device: torch.device | str) -> AudioPrior:
             raise ValueError(
                 f"{path / PRIOR_FILE}: unknown preconditioning {preconditioning!r}; known: edm."
             )
+        sigma_data = None if preconditioning is None else float(preconditioning["sigma_data"])
         stems = tuple(description["stems"])
-        sample_rate, length = int(description["sample_rate"]), int(description["length"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        sample_rate, length = description["sample_rate"], description["length"]
+    except KeyError as error:
         raise ValueError(
-            f"{path / PRIOR_FILE} is not a readable audio-prior description: {error}"
+            f"{path / PRIOR_FILE} lacks the entry {error} of an audio prior."
         ) from None
+    except (TypeError, AttributeError) as error:
+        raise ValueError(
+            f"{path / PRIOR_FILE} is a malformed audio-prior description: {error}"
+        ) from None
+    for name, value in (("sample_rate", sample_rate), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"{path / PRIOR_FILE}: {name} must be a positive integer; got {value!r}."
+            )
     if network_config.in_channels != len(stems) or length % network_config.total_factor:
         raise ValueError(
             f"{path / PRIOR_FILE}: a network of {network_config.in_channels} channels and total "
@@ -288,11 +300,18 @@ def _load_single(path: Path, device: torch.device | str) -> AudioPrior:
             f"{length} samples."
         )
     network: UNet1D | PreconditionedUNet1D = UNet1D(network_config)
-    if preconditioning is not None:
-        network = PreconditionedUNet1D(network, float(preconditioning["sigma_data"]))
+    if sigma_data is not None:
+        network = PreconditionedUNet1D(network, sigma_data)
     try:
         weights = read_state_dict(path / MODEL_FILE)
     except FileNotFoundError:
         raise ValueError(f"{path} has {PRIOR_FILE} but no {MODEL_FILE}.") from None
+    broken = [name for name, value in weights.items() if not bool(torch.isfinite(value).all())]
+    if broken:
+        raise ValueError(
+            f"{path / MODEL_FILE} holds non-finite weights (NaN or inf) in {len(broken)} tensors "
+            f"({', '.join(broken[:3])}{', …' if len(broken) > 3 else ''}): the training diverged "
+            "or the file is damaged; use another checkpoint."
+        )
     load_state_dict_checked(network, weights, str(path / MODEL_FILE))
     return AudioPrior(network.to(device), stems, sample_rate, length)
