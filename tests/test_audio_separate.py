@@ -220,9 +220,12 @@ def test_separate_file_errors_leave_nothing(prior, tmp_path) -> None:
     soundfile.write(tmp_path / "silent.wav", np.zeros((800, 1)), 8000)
     with pytest.raises(ValueError, match="silent"):
         separate_file(tmp_path / "silent.wav", out, prior=prior, sampler=FAST)
-    with pytest.raises(ValueError, match="holds no audio prior"):
+    with pytest.raises(ValueError, match="silent"):  # the mix is checked before the prior
         separate_file(tmp_path / "silent.wav", out, prior=tmp_path, sampler=FAST)
+    soundfile.write(tmp_path / "tone.wav", _tone(8000, 0.01), 8000)
+    with pytest.raises(ValueError, match="holds no audio prior"):
+        separate_file(tmp_path / "tone.wav", out, prior=tmp_path, sampler=FAST)
     assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "silent.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "silent.wav", "tone.wav"]
     with pytest.raises(ValueError, match="overlap is a fraction in"):
         separate_tensor(torch.ones(10), 8000, prior, FAST, overlap=0.7)

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from mgdm.audio.constants import STEMS
+from mgdm.commands import arguments
 
 SEPARATE_HELP = """\
 Separate a music mix into bass, drums, guitar and piano with a diffusion prior.
@@ -21,6 +22,11 @@ the prior's rate, cut into windows of the prior's length with --overlap and cros
 together; every window is a posterior sample of the stems given y = sum of stems, with a
 Gaussian likelihood of std --sigma-y (in full-scale units). The stems are written as
 OUT_DIR/<stem>.wav (32-bit float, at the prior's sample rate), all at once at the end.
+
+Accepted: a mix at 1,000 to 384,000 Hz, at most 20 minutes long, with finite samples whose
+peak amplitude is between 1e-6 and 1e3 (full scale is 1); --sigma-y up to 1e3. Anything else
+is refused with one line (exit status 2) before the prior is loaded; stems that come out
+non-finite are refused too, and nothing is written.
 
 Samplers: mgdm (MGDM's audio preset: K = 20, R = 6, M = 15, ...), msdm (the MSDM Dirac
 separator: the stems sum to the mix exactly), or any registered baseline with its audio
@@ -58,24 +64,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--sampler", default="mgdm", help="sampler name (default: %(default)s)")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the windows' samples (default: %(default)s)"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the windows' samples, any integer (default: %(default)s)",
     )
     parser.add_argument(
         "--overlap",
-        type=float,
+        type=arguments.finite_float,
         default=0.5,
-        help="overlap of consecutive windows, a fraction of the window in [0, 0.5] (default: %(default)s)",
+        help="overlap of consecutive windows, a fraction of the window in [0, 0.5] "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--sigma-y",
-        type=float,
+        type=arguments.positive_float,
         default=1e-4,
-        help="std of the likelihood's noise on the mix, full-scale units (default: %(default)s)",
+        help="std of the likelihood's noise on the mix, full-scale units, at most 1e3 "
+        "(default: %(default)s)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=4, help="windows per sampler call (default: %(default)s)"
+        "--batch-size",
+        type=arguments.positive_int,
+        default=4,
+        help="windows per sampler call (default: %(default)s)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    parser.add_argument(
+        "--device",
+        type=arguments.device,
+        default="cpu",
+        help="cpu, cuda, cuda:N or mps (default: %(default)s)",
+    )
     parser.set_defaults(func=run_separate)
 
     data = subparsers.add_parser(
@@ -91,9 +110,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="train",
         help="(default: %(default)s)",
     )
-    data.add_argument("--count", type=int, required=True, help="examples to write")
     data.add_argument(
-        "--first", type=int, default=0, help="index of the first example (default: %(default)s)"
+        "--count", type=arguments.positive_int, required=True, help="examples to write (>= 1)"
+    )
+    data.add_argument(
+        "--first",
+        type=arguments.non_negative_int,
+        default=0,
+        help="index of the first example, 0 to 999,999 (default: %(default)s)",
     )
     data.add_argument(
         "--soundfont",

@@ -24,6 +24,25 @@ The stems come out at the prior's sample rate, cut to the length of the resample
 (:mod:`mgdm.samplers.msdm`), and the other registered samplers run with their audio settings
 from baselines.md (:data:`AUDIO_SAMPLER_DEFAULTS`); a :class:`~mgdm.samplers.base.Sampler`
 instance is used as given.
+
+**Accepted input** (anything else is a one-line ``ValueError`` before a prior is loaded):
+
+* a sample rate of :data:`MIN_SAMPLE_RATE` to :data:`MAX_SAMPLE_RATE` Hz (1 kHz to 384 kHz):
+  384 kHz is the highest rate of common recording formats and converters, and below 1 kHz a
+  file holds nothing of the music the 8 kHz priors model (its band ends at 500 Hz);
+* at most :data:`MAX_MIX_SECONDS` (20 minutes) of audio, longer than nearly any single piece
+  of music: decoded, it takes at most 1.8 GB per channel (float32 at 384 kHz), and at 8 kHz it
+  makes about 1,200 windows of the shipped priors, each one posterior sample; a mistaken input
+  (hours of audio, or a file with a wrong rate) is refused before it is decoded;
+* finite samples whose peak amplitude lies between :data:`SILENCE_PEAK` and :data:`MAX_PEAK`
+  in full-scale units (:func:`check_mix`);
+* ``sigma_y`` above :class:`~mgdm.operators.noise.GaussianNoise`'s lower bound and at most
+  :data:`MAX_PEAK`, ``overlap`` in ``[0, 1/2]``, ``batch_size >= 1``, any integer ``seed``
+  (:func:`mgdm.random.derive_seed` reduces it modulo ``2^64``), a device this machine has.
+
+The stems are checked to be finite before they are returned (and so before
+:func:`separate_file` writes anything): a non-finite result is a ``ValueError`` naming the
+likely causes.
 """
 
 from __future__ import annotations
@@ -44,7 +63,9 @@ from tqdm.auto import tqdm
 from mgdm.audio.mixing import Mixing
 from mgdm.audio.prior import AudioPrior, IndependentStemsPrior, load_audio_prior
 from mgdm.audio.resample import resample
-from mgdm.audio.wav import read_audio, write_wav
+from mgdm.audio.wav import audio_info, read_audio, write_wav
+from mgdm.devices import resolve_device
+from mgdm.files import check_output_dir
 from mgdm.operators.noise import GaussianNoise
 from mgdm.priors.catalog import ASSETS_DIR
 from mgdm.problem import Problem
@@ -71,6 +92,22 @@ DEFAULT_AUDIO_PRIOR = "4stem"
 
 SILENCE_PEAK = 1e-6
 """A mix whose peak amplitude is below this (-120 dBFS) is refused as silent."""
+
+MAX_PEAK = 1e3
+"""A mix whose peak amplitude exceeds this (60 dB above full scale) is refused. A float mix may
+exceed full scale a little, but the priors model waveforms of RMS about 0.04 with noise levels
+up to ``sigma = 20`` (:mod:`mgdm.audio.prior`): far beyond that, a mix lies outside everything
+the prior knows, and above about 1e19 the float32 arithmetic of a sampler overflows to NaN.
+Such a file is not in full-scale units (typically integer PCM values stored as floats: 16-bit
+samples reach 32,768); scaling it into ``[-1, 1]`` is the fix. The same bound caps ``sigma_y``:
+a likelihood std above any accepted mix's amplitude says nothing about the mix."""
+
+MIN_SAMPLE_RATE = 1_000
+"""The lowest sample rate (Hz) of a mix (module docstring, *Accepted input*)."""
+MAX_SAMPLE_RATE = 384_000
+"""The highest sample rate (Hz) of a mix (module docstring, *Accepted input*)."""
+MAX_MIX_SECONDS = 1_200
+"""The longest mix, in seconds (module docstring, *Accepted input*)."""
 
 AUDIO_SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
     "dps": {"gamma": 1.0},
@@ -216,19 +253,29 @@ def separate_tensor(
     """Separate ``mix`` (``[samples]`` or ``[channels, samples]`` at ``sample_rate``) into the
     prior's stems (module docstring). ``prior`` is a loaded prior, a shipped prior's name or a
     prior folder (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior. Raises
-    ``ValueError`` for a mix of the wrong shape, an empty, silent or non-finite mix, and
-    out-of-range options."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
-        raise ValueError(f"the sample rate must be a positive integer (Hz); got {sample_rate!r}.")
+    ``ValueError`` for a mix of the wrong shape, an empty, silent, too loud, too long or
+    non-finite mix, a sample rate outside the accepted range and out-of-range options (all
+    before the prior is loaded), and for non-finite stems."""
     if not 0.0 <= overlap <= 0.5:
         raise ValueError(f"the window overlap is a fraction in [0, 0.5]; got {overlap!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(
             f"batch_size must be a positive integer (windows per call); got {batch_size!r}."
         )
-    if not isinstance(prior, (AudioPrior, IndependentStemsPrior)):
-        prior = resolve_prior(prior, device or "cpu")
+    noise = GaussianNoise(sigma_y)
+    if sigma_y > MAX_PEAK:
+        raise ValueError(
+            f"sigma_y {sigma_y:g} exceeds {MAX_PEAK:g}, the largest accepted mix amplitude: such "
+            "a likelihood says nothing about the mix; the Reference uses 1e-4 (full-scale units)."
+        )
+    device = resolve_device(device if device is not None else "cpu")
+    if isinstance(sampler, str):
+        sampler = audio_sampler(sampler)
     mono, notes = _mono(torch.as_tensor(mix))
+    peak = float(mono.abs().max())
+    check_mix(sample_rate, mono.shape[-1], peak)
+    if not isinstance(prior, (AudioPrior, IndependentStemsPrior)):
+        prior = resolve_prior(prior, device)
     num_stems, length = prior.sample_shape
     if sample_rate != prior.sample_rate:
         mono = resample(mono.to(torch.float64), sample_rate, prior.sample_rate).to(torch.float32)
@@ -240,19 +287,49 @@ def separate_tensor(
         notes.append(f"{count} windows of {length} samples, {overlap_samples} overlapping")
     elif samples < length:
         notes.append(f"one window of {length} samples (the mix zero-padded from {samples})")
-    if isinstance(sampler, str):
-        sampler = audio_sampler(sampler)
-    device = torch.device(device) if device is not None else torch.device("cpu")
     operator = Mixing(num_stems, length)
 
     def separate(windows: Tensor, seeds: list[int]) -> Tensor:
-        problem = Problem(operator, windows.to(device), GaussianNoise(sigma_y))
-        return sampler.sample(prior, problem, seeds, progress=progress, device=device).samples.cpu()
+        problem = Problem(operator, windows.to(device), noise)
+        stems = sampler.sample(prior, problem, seeds, progress=progress, device=device).samples
+        if not bool(torch.isfinite(stems).all()):
+            raise ValueError(
+                f"sampler {sampler.name} returned non-finite stems (NaN or inf); likely causes: "
+                f"a mix far outside full scale (its peak amplitude is {peak:.3g}, full scale 1), "
+                f"an extreme sigma_y ({sigma_y:g}; the Reference uses 1e-4) or a broken prior "
+                "network. Nothing was written."
+            )
+        return stems.cpu()
 
     stems = separate_windows(separate, mono, length, overlap_samples, batch_size, seed, progress)
     return Separation(
         stems.to(torch.float32), tuple(prior.stems), prior.sample_rate, mono, tuple(notes)
     )
+
+
+def check_mix(sample_rate: int, samples: int, peak: float | None = None) -> None:
+    """``ValueError`` unless a mix of ``samples`` samples per channel at ``sample_rate`` (and, if
+    given, of peak amplitude ``peak``) is accepted (module docstring, *Accepted input*)."""
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, int)
+        or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE
+    ):
+        raise ValueError(
+            f"the mix's sample rate is {sample_rate!r} Hz; accepted: whole numbers from "
+            f"{MIN_SAMPLE_RATE:,} to {MAX_SAMPLE_RATE:,} Hz."
+        )
+    if samples > MAX_MIX_SECONDS * sample_rate:
+        raise ValueError(
+            f"the mix lasts {samples / sample_rate:,.1f} s; at most {MAX_MIX_SECONDS:,} s "
+            f"({MAX_MIX_SECONDS // 60} minutes) are separated at once: cut it into parts."
+        )
+    if peak is not None and peak > MAX_PEAK:
+        raise ValueError(
+            f"the mix's peak amplitude is {peak:.3g}, over {MAX_PEAK:g} times full scale: it is "
+            "not in full-scale units [-1, 1] (integer PCM values stored as floats?); scale it "
+            "into [-1, 1] (16-bit samples: divide by 32768)."
+        )
 
 
 def _mono(mix: Tensor) -> tuple[Tensor, list[str]]:
@@ -262,7 +339,7 @@ def _mono(mix: Tensor) -> tuple[Tensor, list[str]]:
         raise ValueError(f"the mix must hold floating-point samples; got {mix.dtype}.")
     if mix.dim() == 2:
         channels, samples = mix.shape
-        if channels > samples:
+        if channels > samples > 0:
             raise ValueError(
                 f"the mix has shape {list(mix.shape)}: {channels} channels of {samples} samples; "
                 "expected [channels, samples] (transpose a [samples, channels] array)."
@@ -300,12 +377,14 @@ def separate_file(
 
     ``prior`` is a loaded prior, a shipped prior's name or a prior folder
     (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior. ``options`` go to
-    :func:`separate_tensor`. The stems are written to a temporary folder next to ``out_dir`` and
-    moved in at the end: on any error ``out_dir`` is left as it was.
+    :func:`separate_tensor`. ``out_dir`` is checked (an existing folder or one that can be
+    created) and the file's sample rate and length are checked from its header before it is
+    decoded. The stems are written to a temporary folder next to ``out_dir`` and moved in at the
+    end: on any error ``out_dir`` is left as it was.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out-dir {out_dir} exists and is not a folder.")
+    out_dir = check_output_dir(out_dir, "--out-dir")
+    samples, rate = audio_info(path)
+    check_mix(rate, samples)
     audio, rate = read_audio(path)
     separation = separate_tensor(audio, rate, prior, sampler, **options)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

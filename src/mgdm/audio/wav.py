@@ -6,12 +6,39 @@ written as 32-bit float WAV, so a tensor read back is bit-identical to the one w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import soundfile
 import torch
 from torch import Tensor
+
+T = TypeVar("T")
+
+
+def _decode(path: Path, read: Callable[[str], T]) -> T:
+    """``read(path)``; a missing path, a folder and libsndfile's errors become a one-line
+    ``ValueError`` that says what is accepted."""
+    if not path.exists():
+        raise ValueError(f"the audio file {path} does not exist.")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file; give an audio file (WAV, FLAC, OGG, AIFF).")
+    try:
+        return read(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"cannot read {path} as audio ({str(error).rstrip('.')}); give a WAV, FLAC, OGG or "
+            "AIFF file."
+        ) from None
+
+
+def audio_info(path: Path | str) -> tuple[int, int]:
+    """``(samples per channel, sample_rate)`` of the audio file at ``path``, from its header
+    (nothing is decoded); ``ValueError`` as :func:`read_audio`."""
+    info = _decode(Path(path), soundfile.info)
+    return int(info.frames), int(info.samplerate)
 
 
 def read_audio(path: Path | str) -> tuple[Tensor, int]:
@@ -20,17 +47,9 @@ def read_audio(path: Path | str) -> tuple[Tensor, int]:
     Raises ``ValueError`` saying what is wrong: a missing path, a folder, or a file libsndfile
     cannot decode.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"the audio file {path} does not exist.")
-    if not path.is_file():
-        raise ValueError(f"{path} is not a file; give an audio file (WAV, FLAC, OGG, AIFF).")
-    try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-        raise ValueError(
-            f"cannot read {path} as audio ({str(error).rstrip('.')}); give a WAV, FLAC, OGG or AIFF file."
-        ) from None
+    data, rate = _decode(
+        Path(path), lambda name: soundfile.read(name, dtype="float32", always_2d=True)
+    )
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
 
 
