@@ -22,6 +22,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 from mgdm.audio.constants import STEMS
 from mgdm.audio.synth import GENERATOR_VERSION, SynthConfig, fluidsynth_problem, generate_example
 from mgdm.audio.wav import write_wav
+from mgdm.files import atomic_path, check_output_dir
 
 SPLIT_SIZE = 1_000_000
 """Seeds per split."""
@@ -101,8 +103,10 @@ def write_dataset(
     """Render examples ``first … first + count - 1`` of ``split`` into ``out``; returns the
     tensor file ``out/<split>.safetensors`` (which holds exactly these examples).
 
-    Raises ``ValueError`` (what to install) before writing anything when fluidsynth or the
-    soundfont is missing, and for a count or range outside the split.
+    Raises ``ValueError`` before writing anything when fluidsynth or the soundfont is missing
+    (saying what to install), for a count or range outside the split, and for an ``out`` that
+    cannot be created or written. Folders are created only as the first example is written
+    (or, with ``wav=False``, the tensor file): a run that fails earlier leaves nothing behind.
     """
     config = config or SynthConfig()
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -112,10 +116,7 @@ def write_dataset(
     problem = fluidsynth_problem(config.soundfont)
     if problem is not None:
         raise ValueError(f"cannot render audio: {problem}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder.")
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out, "--out")
     examples = torch.empty(count, len(STEMS), config.length, dtype=torch.float32)
     seeds = range(last_seed - count + 1, last_seed + 1)
     for i, seed in enumerate(
@@ -151,16 +152,17 @@ def _write_example(folder: Path, stems: Tensor, sample_rate: int) -> None:
 
 
 def save_stem_tensor(path: Path | str, data: StemData) -> None:
-    """Write ``data`` as one safetensors file (tensor ``stems``, the rest as metadata), atomically."""
-    path = Path(path)
+    """Write ``data`` as one safetensors file (tensor ``stems``, the rest as metadata), atomically
+    (:func:`mgdm.files.atomic_path`: the parent folders are created)."""
     metadata = {"kind": DATA_KIND, **{k: json.dumps(v) for k, v in data.fingerprint().items()}}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({_TENSOR_KEY: data.stems.contiguous()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({_TENSOR_KEY: data.stems.contiguous()}, str(tmp), metadata=metadata)
 
 
 def load_stem_tensor(path: Path | str) -> StemData:
-    """Read a file written by :func:`save_stem_tensor`; ``ValueError`` says what is wrong."""
+    """Read a file written by :func:`save_stem_tensor`; ``ValueError`` says what is wrong (a
+    missing or unreadable file, metadata of the wrong types, a stems tensor that is not
+    floating-point ``[N >= 1, S, L >= 1]`` with finite samples)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(
@@ -189,17 +191,44 @@ def load_stem_tensor(path: Path | str) -> StemData:
         raise ValueError(
             f"{path} is not a readable stem file of `mgdm audio-data`: {error}"
         ) from None
-    if stems.dim() != 3 or stems.shape[1] != len(fields["stems"]):
-        raise ValueError(
-            f"{path}: the stems tensor has shape {list(stems.shape)}; expected "
-            f"[N, {len(fields['stems'])}, L]."
-        )
+    _check_stem_file(path, stems, fields)
     return StemData(
         stems.to(torch.float32),
         tuple(fields["stems"]),
-        int(fields["sample_rate"]),
-        str(fields["split"]),
-        int(fields["first_seed"]),
-        int(fields["generator_version"]),
-        str(fields["soundfont"]),
+        fields["sample_rate"],
+        fields["split"],
+        fields["first_seed"],
+        fields["generator_version"],
+        fields["soundfont"],
     )
+
+
+def _check_stem_file(path: Path, stems: Tensor, fields: dict[str, Any]) -> None:
+    """``ValueError`` unless the metadata ``fields`` and the tensor ``stems`` of the stem file
+    ``path`` have the types and shapes of :class:`StemData`."""
+    names = fields["stems"]
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{path}: the metadata 'stems' must list the stem names; got {names!r}.")
+    for key, least in (("sample_rate", 1), ("first_seed", 0), ("generator_version", 0)):
+        value = fields[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(
+                f"{path}: the metadata {key!r} must be a whole number >= {least}; got {value!r}."
+            )
+    for key in ("split", "soundfont"):
+        if not isinstance(fields[key], str):
+            raise ValueError(  # noqa: TRY004 - a malformed file is bad input (exit status 2)
+                f"{path}: the metadata {key!r} must be a string; got {fields[key]!r}."
+            )
+    if not stems.is_floating_point():
+        raise ValueError(
+            f"{path}: the stems tensor holds {stems.dtype}; expected floating-point samples in "
+            "full-scale units."
+        )
+    if stems.dim() != 3 or stems.shape[1] != len(names) or 0 in stems.shape:
+        raise ValueError(
+            f"{path}: the stems tensor has shape {list(stems.shape)}; expected "
+            f"[N, {len(names)}, L] with N, L >= 1."
+        )
+    if not bool(torch.isfinite(stems).all()):
+        raise ValueError(f"{path}: the stems tensor has non-finite samples (NaN or inf).")

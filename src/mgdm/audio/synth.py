@@ -96,7 +96,9 @@ class SynthConfig:
 
 
 def fluidsynth_problem(soundfont: Path | str = DEFAULT_SOUNDFONT) -> str | None:
-    """``None`` when examples can be rendered with ``soundfont``; otherwise what to install."""
+    """``None`` when examples can be rendered with ``soundfont``; otherwise what to install, or
+    why the file is not a soundfont (its header is checked: a SoundFont 2 file starts with a
+    RIFF ``sfbk`` chunk)."""
     soundfont = Path(soundfont)
     if not soundfont.is_file():
         hint = (
@@ -105,6 +107,10 @@ def fluidsynth_problem(soundfont: Path | str = DEFAULT_SOUNDFONT) -> str | None:
             else "give the path of a General MIDI .sf2 file"
         )
         return f"the soundfont {soundfont} does not exist: {hint}."
+    with open(soundfont, "rb") as handle:
+        header = handle.read(12)
+    if header[:4] != b"RIFF" or header[8:] != b"sfbk":
+        return f"{soundfont} is not a SoundFont 2 file (RIFF sfbk): give a General MIDI .sf2 file."
     if importlib.util.find_spec("fluidsynth") is None:
         return "the Python package pyfluidsynth is missing: `pip install pyfluidsynth`."
     try:
