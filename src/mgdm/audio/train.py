@@ -14,7 +14,8 @@ helpers this module uses): weights from ``seed``; the clips of step ``s`` from
 from a checkpoint performs the same operations as an uninterrupted one.
 
 **Output folder** ``DIR``: ``config.json`` (the options and the data's fingerprint; a rerun must
-match), ``train_log.csv`` (``step, loss, seconds``), ``checkpoint.safetensors`` and
+match; written once the options and the data are checked, and removed when the run fails before
+its first checkpoint), ``train_log.csv`` (``step, loss, seconds``), ``checkpoint.safetensors`` and
 ``checkpoint_state.pt`` (written atomically every ``checkpoint_every`` steps), and at the end the
 prior, ``prior.json`` + ``model.safetensors``, loaded by :func:`mgdm.audio.prior.load_audio_prior`.
 A single-stem run (``stems`` one name) is one of the four parts of an independent-stems prior:
@@ -33,12 +34,14 @@ from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import load_stem_tensor
 from mgdm.audio.prior import PreconditionedUNet1D, msdm_schedule, save_audio_prior
 from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
+from mgdm.devices import resolve_device
 from mgdm.train.prior import (
     batch_indices,
+    check_run_folder,
     check_run_lengths,
     diffusion_batch,
     fit_resumably,
-    prepare_run_folder,
+    run_folder,
 )
 
 RUN_KIND = "mgdm-train-audio-prior"
@@ -130,12 +133,15 @@ def train_audio_prior(
     ``steps`` steps; returns the network (also saved as ``out/prior.json`` + ``model.safetensors``),
     EDM-preconditioned with ``sigma_data`` the RMS of the training clips' stems.
 
-    Raises ``ValueError`` for ``steps < 1``, ``checkpoint_every < 1``, a data file that is not a
-    stem file, fewer clips than ``batch_size``, a clip length the UNet cannot downsample, a
-    non-empty ``out`` that is not this run on this data, or a checkpoint already past ``steps``.
+    Raises ``ValueError`` for ``steps < 1``, ``checkpoint_every < 1``, a device this machine
+    lacks, a data file that is not a stem file (:func:`~mgdm.audio.dataset.load_stem_tensor`),
+    silent clips (RMS 0), fewer clips than ``batch_size``, a clip length the UNet cannot
+    downsample, a non-empty ``out`` that is not this run on this data, or a checkpoint already
+    past ``steps``; all but the last before ``out`` is created
+    (:func:`~mgdm.train.prior.run_folder`).
     """
     check_run_lengths(steps, checkpoint_every)
-    out = Path(out)
+    out, device = Path(out), resolve_device(device)
     stem_data = load_stem_tensor(data)
     missing = [name for name in config.stem_names if name not in stem_data.names]
     if missing:
@@ -150,10 +156,15 @@ def train_audio_prior(
             f"clips of {length} samples do not fit a UNet downsampling by {network_config.total_factor} "
             f"(factors {list(config.factors)}): the length must be a multiple of it."
         )
-    prepare_run_folder(
-        out, {**config.to_json(), "data": stem_data.fingerprint()}, "mgdm train audio-prior"
-    )
     sigma_data = float(clips.to(torch.float64).square().mean().sqrt())
+    if not sigma_data > 0:
+        raise ValueError(
+            f"the {', '.join(config.stem_names)} clips of {data} are silent (RMS 0): nothing to "
+            "learn; choose other stems or data."
+        )
+    command = "mgdm train audio-prior"
+    wanted = {**config.to_json(), "data": stem_data.fingerprint()}
+    check_run_folder(out, wanted, command)
     clips = clips.to(device)
     schedule = msdm_schedule()
     model = PreconditionedUNet1D(build_unet1d(network_config, config.seed), sigma_data, schedule)
@@ -164,8 +175,9 @@ def train_audio_prior(
         x_k, k, _ = diffusion_batch(x0, schedule.abar, config.seed, step)
         return model.training_loss(x0, x_k, k)
 
-    fit_resumably(
-        out, model, config.lr, steps, checkpoint_every, loss_at, "train audio prior", progress
-    )
+    with run_folder(out, wanted, command):
+        fit_resumably(
+            out, model, config.lr, steps, checkpoint_every, loss_at, "train audio prior", progress
+        )
     save_audio_prior(out, model, config.stem_names, stem_data.sample_rate, length)
     return model
