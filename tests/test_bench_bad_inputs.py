@@ -305,7 +305,8 @@ def test_a_failed_start_leaves_no_run_folder_and_a_corrected_rerun_works(
         """Exit status 2 with the error as the last line (the progress bar came before)."""
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert err.splitlines()[-1].startswith("mgdm train: error: out of memory")
+        last = err.splitlines()[-1]
+        assert last.startswith("mgdm train") and ": error: out of memory" in last
 
     with monkeypatch.context() as patch:  # a model too large for the machine: refused
         patch.setattr(trainer, "build_unet", no_memory)
