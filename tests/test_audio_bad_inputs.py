@@ -241,7 +241,7 @@ def test_separate_refuses_files_that_are_not_audio(tmp_path, prior_dir, capsys) 
         ("--sigma-y", "inf", "argument --sigma-y: expected a finite number; got 'inf'"),
         ("--sigma-y", "0", "argument --sigma-y: expected a finite number > 0; got '0'"),
         ("--sigma-y", "-1", "argument --sigma-y: expected a finite number > 0; got '-1'"),
-        ("--sigma-y", "1e300", "sigma_y 1e+300 exceeds 1000"),
+        ("--sigma-y", "1e300", "1e+300"),
         ("--batch-size", "0", "argument --batch-size: expected a whole number >= 1; got '0'"),
         ("--seed", "1.5", "argument --seed: invalid int value: '1.5'"),
         ("--sampler", "bogus", "unknown sampler 'bogus'; accepted: mgdm"),

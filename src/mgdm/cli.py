@@ -70,7 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_parser(subparsers)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub-)command the default ``command_prog`` = its full name (``mgdm train
+    audio-prior``), which prefixes its error messages; the innermost command's default wins."""
+    parser.set_defaults(command_prog=parser.prog)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _name_commands(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,7 +101,7 @@ MEMORY_MESSAGES = ("can't allocate memory", "out of memory", "not enough memory"
 def run_command(args: argparse.Namespace) -> int:
     """Run ``args.func(args)`` and turn any exception into one line on stderr and an exit
     status (module docstring); with ``args.debug``, exceptions propagate with their traceback."""
-    prefix = f"mgdm {args.command}"
+    prefix = args.command_prog
     if getattr(args, "debug", False):
         return int(args.func(args) or 0)
     try:

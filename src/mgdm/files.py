@@ -23,11 +23,12 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
-def _check_creatable_below(path: Path, what: str) -> None:
-    """``path`` does not exist: its nearest existing ancestor must be a folder in which files can
-    be created (probed by creating and removing a temporary file, which also catches read-only
-    and virtual file systems such as ``/sys`` where permission bits say yes to root)."""
-    ancestor = _nearest_existing(path.parent if path.parent != path else path)
+def _check_creatable_below(path: Path, what: str, folder: bool = False) -> None:
+    """The nearest existing ancestor of ``path`` (of ``path`` itself when ``folder``) must be a
+    folder in which files can be created (probed by creating and removing a temporary file,
+    which also catches read-only and virtual file systems such as ``/sys`` where permission bits
+    say yes to root)."""
+    ancestor = _nearest_existing(path if folder else path.parent)
     if not ancestor.is_dir():
         raise ValueError(f"{what} {path}: {ancestor} is a file, not a folder.")
     try:
@@ -63,7 +64,7 @@ def check_output_dir(path: Path | str, what: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{what} {path} is a file, not a folder.")
-    _check_creatable_below(path / "probe", what)
+    _check_creatable_below(path, what, folder=True)
     return path
 
 

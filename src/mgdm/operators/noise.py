@@ -20,6 +20,9 @@ MIN_SIGMA_Y = 1e-15
 ``-||y - A(x)||^2 / (2 sigma_y^2)`` and its gradient must stay inside float32's range (3.4e38)
 for residuals up to the data scale: 4e6 (a million entries of magnitude 2) over ``2 sigma_y^2``
 overflows below ``sigma_y`` = 8e-17; the bound keeps a factor of about ten in hand."""
+MAX_SIGMA_Y = 1e15
+"""The largest Gaussian noise level accepted: ``sigma_y^2`` must stay finite in float32 (below
+1.8e19), and a noise level 1e15 times the data range already carries no information."""
 
 
 class NoiseModel(ABC):
@@ -44,11 +47,12 @@ class GaussianNoise(NoiseModel):
 
     def __init__(self, sigma_y: float):
         if not (
-            isinstance(sigma_y, (int, float)) and math.isfinite(sigma_y) and sigma_y >= MIN_SIGMA_Y
+            isinstance(sigma_y, (int, float)) and MIN_SIGMA_Y <= sigma_y <= MAX_SIGMA_Y
         ):
             raise ValueError(
-                f"sigma_y must be a finite number >= {MIN_SIGMA_Y:g} (std of the noise on A(x), "
-                f"x in [-1, 1]; smaller overflows float32 arithmetic); got {sigma_y!r}."
+                f"sigma_y must be a number from {MIN_SIGMA_Y:g} to {MAX_SIGMA_Y:g} (std of the "
+                f"noise on A(x), x in [-1, 1]; beyond, float32 arithmetic overflows); got "
+                f"{sigma_y!r}."
             )
         self.sigma_y = float(sigma_y)
 
