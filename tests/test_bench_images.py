@@ -243,7 +243,7 @@ def test_bad_input_is_one_line_with_status_2(change, message, tmp_path, capsys):
     argv = [*CLI_RUN, "--db", str(tmp_path / "bench.sqlite"), *change]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mgdm bench: error: ") and message in err
+    assert err.startswith("mgdm bench images: error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
