@@ -372,6 +372,7 @@ def _files(folder: Path) -> set[Path]:
 @settings(
     max_examples=EXAMPLES,
     derandomize=True,
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -454,7 +455,7 @@ def _odd_tensor(draw, shape: tuple[int, ...]) -> torch.Tensor:
     return tensor
 
 
-@settings(max_examples=max(EXAMPLES // 2, 10), derandomize=True, deadline=None)
+@settings(max_examples=max(EXAMPLES // 2, 10), derandomize=True, database=None, deadline=None)
 @given(data=st.data())
 def test_public_functions_raise_value_or_file_errors(data):
     from mgdm.devices import resolve_device
