@@ -195,7 +195,7 @@ def test_bad_inputs_give_one_line(files, tmp_path, capsys, change, message) -> N
     change = [c.replace("PRIOR", str(files["prior"])) for c in change]
     assert main([*_bench(files, tmp_path / "db.sqlite"), *change]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mgdm bench: error: ") and message in err
+    assert err.startswith("mgdm bench audio: error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
