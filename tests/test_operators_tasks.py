@@ -126,17 +126,19 @@ def test_cli_rejects_bad_shapes_and_names(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_cli_draws_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def figures(out: Path, tasks: str) -> int:
+        shape = ["--image-shape", "1,16,16"]
+        return main(["tasks", "figures", "--out", str(out), *shape, "--tasks", tasks])
+
     out = tmp_path / "img"
-    args = [
-        "tasks",
-        "figures",
-        "--out",
-        str(out),
-        "--image-shape",
-        "1,16,16",
-        "--tasks",
-        "sr4,motion_blur,hdr,colorization",
-    ]
-    assert main(args) == 0
+    assert figures(out, "sr4,motion_blur,hdr") == 0
     assert sorted(p.name for p in out.iterdir()) == ["hdr.png", "motion_blur.png", "sr4.png"]
+    # a named task that cannot be built for the shape is refused before anything is drawn ...
+    assert figures(tmp_path / "refused", "sr4,colorization") == 2
+    assert "colorization needs 3 (RGB) channels" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    # ... and skipped by "all"
+    assert figures(tmp_path / "all", "all") == 0
     assert "skipped colorization" in capsys.readouterr().out
+    assert (tmp_path / "all" / "sr4.png").exists()
+    assert not (tmp_path / "all" / "colorization.png").exists()
