@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mgdm.bench.gmm_problem import make_gmm_problem
+from mgdm.gmm_problem import make_gmm_problem
 from mgdm.operators import GaussianNoise
 from mgdm.priors.base import Denoiser
 from mgdm.problem import Problem
@@ -148,7 +148,7 @@ def tiny_audio_prior(seed: int = 0):
 
 def audio_case() -> Case:
     """tests/test_determinism.py's neural case: three mixes, one per seed of :data:`BATCH`."""
-    from mgdm.audio.mixing import Mixing
+    from mgdm.operators.mixing import Mixing
     from mgdm.audio.separate import AUDIO_SIGMA_Y
 
     mixes = 0.1 * torch.randn(3, LENGTH, generator=torch.Generator().manual_seed(0))
@@ -166,7 +166,7 @@ def audio_sampler_at_budget(name: str, overrides: dict) -> Sampler:
 # ----------------------------------------------------------------------------- audio benchmark
 def bench_setup():
     """The joint prior, stems and scored mixtures of tests/test_audio_bench.py's fixture."""
-    from mgdm.audio.bench import select_mixtures
+    from mgdm.bench.audio import select_mixtures
 
     stems = 0.1 * torch.randn(4, 4, LENGTH, generator=torch.Generator().manual_seed(0))
     stems[1, 1:] = 0.0
@@ -176,7 +176,7 @@ def bench_setup():
 def bench_stems(label: str, batch_size: int, setup) -> Tensor:
     """The separated stems ``[3, S, N]`` of the three mixtures, ``batch_size`` mixtures per
     sampler call, as `mgdm bench audio --budget 70` computes them."""
-    from mgdm.audio.bench import AudioVariant, plan_variant, separate_batch, window_seeds
+    from mgdm.bench.audio import AudioVariant, plan_variant, separate_batch, window_seeds
     from mgdm.audio.separate import AUDIO_SIGMA_Y
 
     prior, stems, mixtures = setup

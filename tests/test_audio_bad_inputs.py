@@ -17,7 +17,7 @@ import soundfile
 import torch
 
 from mgdm.audio import dataset, separate
-from mgdm.audio.cli import SEPARATE_HELP
+from mgdm.commands.audio import SEPARATE_HELP
 from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import StemData, save_stem_tensor
 from mgdm.audio.prior import AudioPrior, save_audio_prior

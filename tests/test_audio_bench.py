@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgdm.audio.bench import (
+from mgdm.bench.audio import (
     AudioVariant,
     audio_variants,
     open_audio_db,
@@ -111,7 +111,7 @@ def test_samples_do_not_depend_on_the_batch(files, tmp_path, capsys, monkeypatch
     """--batch 1 and 3 separate the same stems up to float32 rounding: within docs/determinism.md's
     bound for DDNM+ (1e-4 of S = max(peak of the mixes, peak of the stems)). The stems are compared,
     not SI-SDRi: a log-ratio of a poor estimate magnifies rounding differences."""
-    from mgdm.audio import bench
+    from mgdm.bench import audio as bench
     from mgdm.audio.dataset import load_stem_tensor
 
     separate_batch, stems = bench.separate_batch, {}

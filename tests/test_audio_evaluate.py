@@ -13,7 +13,7 @@ import torch
 
 from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import StemData, save_stem_tensor
-from mgdm.audio.evaluate import (
+from mgdm.evaluate.audio import (
     band_index,
     clip_rms,
     evaluate_audio_prior,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mgdm.audio.mixing import Mixing
+from mgdm.operators.mixing import Mixing
 
 DTYPE = torch.float64
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from mgdm.bench.gmm_problem import GMMProblem, make_gmm_problem
+from mgdm.gmm_problem import GMMProblem, make_gmm_problem
 from mgdm.diffusion.bridge import ddim_step
 from mgdm.diffusion.schedules import gmm_benchmark, timestep_grid
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein

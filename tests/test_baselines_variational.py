@@ -1,7 +1,7 @@
 """RED-diff, DAPS and PnP-DM (baselines.md §6-8) and the VP -> EDM adapter (§0).
 
 Exact-posterior checks run on the 8-d, 25-component Gaussian mixture of
-:func:`mgdm.bench.gmm_problem.make_gmm_problem` with ``obs_dim = 2``. To stay fast on two CPU
+:func:`mgdm.gmm_problem.make_gmm_problem` with ``obs_dim = 2``. To stay fast on two CPU
 cores they use 200 samples (1000 exact posterior draws as the reference, 200 SW directions) and
 reduced step counts, stated per test; the bounds come from runs with 5 disjoint sample-seed
 blocks (values in the comments), set at about 2x the worst measured value.
@@ -14,8 +14,8 @@ import math
 import pytest
 import torch
 
-from mgdm.bench.gmm_problem import GMMProblem, make_gmm_problem
-from mgdm.diffusion.edm import EDMDenoiser, geometric_sigmas, karras_sigmas
+from mgdm.gmm_problem import GMMProblem, make_gmm_problem
+from mgdm.priors.edm import EDMDenoiser, geometric_sigmas, karras_sigmas
 from mgdm.diffusion.schedules import Schedule
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.operators.dense import DenseOperator

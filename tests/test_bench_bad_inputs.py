@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgdm.audio.bench import check_setting, open_audio_db
+from mgdm.bench.audio import check_setting, open_audio_db
 from mgdm.bench.gmm import GMMRow, write_json
 from mgdm.bench.images import SamplerVariant, run_image_benchmark
 from mgdm.bench.images_db import read_cells
@@ -325,7 +325,7 @@ def test_a_failed_start_leaves_no_run_folder_and_a_corrected_rerun_works(
 
 
 def test_latent_prior_channels_that_do_not_fit_the_latents_create_nothing(tmp_path, refused):
-    from mgdm.latent.autoencoder import build_autoencoder
+    from mgdm.priors.latent.autoencoder import build_autoencoder
 
     build_autoencoder((8, 8, 8, 8), 4, seed=0).save_pretrained(tmp_path / "ae" / "vae")
     argv = [

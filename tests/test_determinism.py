@@ -26,11 +26,11 @@ import pytest
 import torch
 
 from mgdm.audio.constants import STEMS
-from mgdm.audio.mixing import Mixing
+from mgdm.operators.mixing import Mixing
 from mgdm.audio.prior import AudioPrior
 from mgdm.audio.separate import AUDIO_SIGMA_Y, audio_sampler
 from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
-from mgdm.bench.gmm_problem import make_gmm_problem
+from mgdm.gmm_problem import make_gmm_problem
 from mgdm.operators import GaussianNoise
 from mgdm.problem import Problem
 from mgdm.samplers import MGDM, preset
@@ -141,7 +141,7 @@ def test_a_fresh_process_gives_the_same_bits(gmm):
     code = textwrap.dedent(
         """
         import hashlib, torch
-        from mgdm.bench.gmm_problem import make_gmm_problem
+        from mgdm.gmm_problem import make_gmm_problem
         from mgdm.samplers.registry import build_sampler
         torch.set_num_threads(1)
         case = make_gmm_problem(8, 2, 0)

@@ -16,9 +16,9 @@ from mgdm.metrics.fashion_classifier import (
     load_classifier,
 )
 from mgdm.metrics.image_quality import feature_distance, frechet_distance, psnr, ssim
-from mgdm.priors.evaluate import PriorEvaluation, sample_prior, write_sample_grid
+from mgdm.evaluate.prior import PriorEvaluation, sample_prior, write_sample_grid
 from mgdm.priors.kernel_density import KernelDensityPrior
-from mgdm.priors.model_card import render_model_card
+from mgdm.evaluate.model_card import render_model_card
 
 SHIPPED = (SHIPPED_CLASSIFIER_DIR / "model.safetensors").is_file()
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mgdm.data import FASHION_MNIST_DIR
-from mgdm.latent import (
+from mgdm.priors.latent import (
     EMPTY_PROMPT_FILE,
     DecodedOperator,
     KLAutoencoder,
@@ -23,8 +23,8 @@ from mgdm.latent import (
     latent_problem,
     load_latent_prior,
 )
-from mgdm.latent.autoencoder import build_autoencoder
-from mgdm.latent.train import build_latent_unet
+from mgdm.priors.latent.autoencoder import build_autoencoder
+from mgdm.train.latent import build_latent_unet
 from mgdm.operators.noise import GaussianNoise
 from mgdm.operators.super_resolution import SuperResolution
 from mgdm.priors import EpsilonNetworkPrior
@@ -187,7 +187,7 @@ COMMON = ["--limit", "64", "--seed", "3", "--checkpoint-every", "2"]
 
 
 def _cli(*argv: str) -> int:
-    from mgdm.latent.cli import add_train_commands
+    from mgdm.commands.train_latent import add_train_commands
 
     parser = argparse.ArgumentParser()
     add_train_commands(parser.add_subparsers())
@@ -254,8 +254,8 @@ def test_autoencoder_resume_equals_an_uninterrupted_run(runs, tmp_path):
 @installed
 def test_latent_prior_resume_export_and_loading(runs, tmp_path):
     from mgdm.data.fashion_mnist import load_fashion_mnist
-    from mgdm.latent.autoencoder import load_autoencoder_kl
-    from mgdm.latent.train import training_latents
+    from mgdm.priors.latent.autoencoder import load_autoencoder_kl
+    from mgdm.train.latent import training_latents
 
     autoencoder, straight = runs
     for steps in ("2", "4"):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mgdm.latent import KLAutoencoder, LatentPrior, decode_samples, latent_problem
-from mgdm.latent.autoencoder import build_autoencoder
+from mgdm.priors.latent import KLAutoencoder, LatentPrior, decode_samples, latent_problem
+from mgdm.priors.latent.autoencoder import build_autoencoder
 from mgdm.operators.network import NetworkOperator
 from mgdm.operators.noise import GaussianNoise, PoissonNoise
 from mgdm.operators.super_resolution import SuperResolution

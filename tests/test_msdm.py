@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mgdm.audio.constants import STEMS
-from mgdm.audio.mixing import Mixing
+from mgdm.operators.mixing import Mixing
 from mgdm.audio.prior import AudioPrior
 from mgdm.audio.separate import audio_mgdm_config, audio_sampler
 from mgdm.audio.unet1d import UNet1DConfig, build_unet1d

@@ -24,7 +24,7 @@ from PIL import Image
 
 from mgdm.operators import JPEG, quantization_table
 from mgdm.operators.jpeg import CHROMINANCE_TABLE, LUMINANCE_TABLE, dct_matrix, fancy_upsample
-from mgdm.operators.jpeg_vs_pillow import (
+from mgdm.tasks.jpeg_vs_pillow import (
     QUALITIES,
     ours_round_trip,
     pillow_round_trip,

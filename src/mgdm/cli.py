@@ -1,7 +1,8 @@
 """The ``mgdm`` command line.
 
-Each command lives in its own module exposing ``add_parser(subparsers)``; the parser sets
-``func`` to a callable taking the parsed arguments and returning an exit status.
+Each top-level command lives in its own module of :mod:`mgdm.commands` exposing
+``add_parser(subparsers)``; the parser sets ``func`` to a callable taking the parsed arguments
+and returning an exit status.
 
 Errors reach the user as one line on stderr (:func:`run_command`):
 
@@ -15,7 +16,6 @@ Errors reach the user as one line on stderr (:func:`run_command`):
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -23,19 +23,22 @@ from collections.abc import Sequence
 import torch
 
 from mgdm.checkpoints import one_line
-from mgdm.commands import arguments
-
-COMMAND_MODULES: tuple[str, ...] = (
-    "mgdm.audio.cli",
-    "mgdm.bench.cli",
-    "mgdm.bench.report_cli",
-    "mgdm.demo",
-    "mgdm.priors.evaluate_cli",
-    "mgdm.restore_cli",
-    "mgdm.tasks.cli",
-    "mgdm.train.cli",
+from mgdm.commands import (
+    arguments,
+    audio,
+    bench,
+    demo,
+    evaluate,
+    report,
+    restore,
+    tasks,
+    train,
 )
-"""Modules that contribute sub-commands (a missing optional module is skipped)."""
+
+COMMANDS = (audio, bench, demo, evaluate, report, restore, tasks, train)
+"""The modules of the top-level commands, each with ``add_parser(subparsers)``, in the order
+``mgdm --help`` lists them. Imported explicitly: a broken command module is an import error,
+not a silently missing command."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,13 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "slow each other down badly when each spins several)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:
-                raise
-            continue
+    for module in COMMANDS:
         module.add_parser(subparsers)
     _name_commands(parser)
     return parser

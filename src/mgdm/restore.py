@@ -13,7 +13,7 @@ and the per-pixel standard deviation (``N - 1`` in the denominator; zero for ``N
     result.samples, result.mean, result.std, result.psnr, result.cost
 
 Images are ``[C, H, W]`` tensors in ``[-1, 1]``. With a latent prior
-(:class:`mgdm.latent.LatentPrior`) the sampler runs on latents against ``g(y | A(Dec(z)))`` and
+(:class:`mgdm.priors.latent.LatentPrior`) the sampler runs on latents against ``g(y | A(Dec(z)))`` and
 the samples are decoded (then clamped) before they are summarised.
 """
 
@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from mgdm.files import atomic_path
-from mgdm.latent.prior import LatentPrior, decode_samples
-from mgdm.latent.problem import latent_problem
+from mgdm.priors.latent.prior import LatentPrior, decode_samples
+from mgdm.priors.latent.problem import latent_problem
 from mgdm.operators.noise import GaussianNoise
 from mgdm.priors.base import Denoiser
 from mgdm.priors.catalog import load_prior

@@ -2,8 +2,8 @@
 SI-SDR improvement.
 
 Modules: :mod:`~mgdm.audio.midi` and :mod:`~mgdm.audio.synth` (procedural songs rendered by
-fluidsynth), :mod:`~mgdm.audio.dataset` (splits and files), :mod:`~mgdm.audio.mixing` (the
-operator), :mod:`~mgdm.audio.unet1d`, :mod:`~mgdm.audio.prior` and :mod:`~mgdm.audio.train`
+fluidsynth), :mod:`~mgdm.audio.dataset` (splits and files), :mod:`~mgdm.operators.mixing` (the
+operator), :mod:`~mgdm.audio.unet1d`, :mod:`~mgdm.audio.prior` and :mod:`~mgdm.train.audio`
 (priors), :mod:`~mgdm.audio.separate` (``separate_tensor``, ``separate_file``; import it from
 there: it depends on the samplers, which depend on this package),
 :mod:`~mgdm.audio.metrics` (SI-SDRi), :mod:`~mgdm.audio.resample`, :mod:`~mgdm.audio.wav`.
@@ -11,7 +11,7 @@ there: it depends on the samplers, which depend on this package),
 
 from mgdm.audio.constants import CLIP_LENGTH, SAMPLE_RATE, STEMS
 from mgdm.audio.metrics import SeparationScore, si_sdr, si_sdr_improvement
-from mgdm.audio.mixing import Mixing, MixingSVD
+from mgdm.operators.mixing import Mixing, MixingSVD
 from mgdm.audio.prior import (
     AudioPrior,
     IndependentStemsPrior,

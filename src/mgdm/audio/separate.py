@@ -8,7 +8,7 @@
    1/2): hop ``h = L - O``, ``O = round(overlap * L)``, ``n = max(1, ceil((N - L) / h) + 1)``
    windows, the signal zero-padded at the end to ``(n - 1) h + L``;
 4. separated window by window: the posterior of the stems ``x`` ``[S, L]`` given
-   ``y = sum_s x_s + sigma_y eps`` (:class:`~mgdm.audio.mixing.Mixing`, Gaussian likelihood
+   ``y = sum_s x_s + sigma_y eps`` (:class:`~mgdm.operators.mixing.Mixing`, Gaussian likelihood
    with ``sigma_y = 1e-4``, the Reference's value), one sample per window with the seed
    ``derive_seed(seed, window index)`` (so results do not depend on ``batch_size``);
 5. put back together by overlap-add with cross-fade weights that sum to one: window ``i`` has
@@ -60,7 +60,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mgdm.audio.mixing import Mixing
+from mgdm.operators.mixing import Mixing
 from mgdm.audio.prior import AudioPrior, IndependentStemsPrior, load_audio_prior
 from mgdm.audio.resample import resample
 from mgdm.audio.wav import audio_info, read_audio, write_wav

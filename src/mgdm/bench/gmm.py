@@ -1,6 +1,6 @@
 """Run samplers on the Gaussian-mixture exact-posterior benchmark and summarise the results.
 
-For each problem ``(dim, obs_dim, seed)`` (see :mod:`mgdm.bench.gmm_problem`) and each sampler,
+For each problem ``(dim, obs_dim, seed)`` (see :mod:`mgdm.gmm_problem`) and each sampler,
 ``n`` posterior samples are scored by the sliced Wasserstein-1 distance to ``n`` exact posterior
 samples. Two references come with every row:
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from mgdm.bench.gmm_problem import GMMProblem, make_gmm_problem
+from mgdm.gmm_problem import GMMProblem, make_gmm_problem
 from mgdm.files import write_atomically
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.random import SampleNoise, derive_seed

@@ -64,8 +64,8 @@ from mgdm.bench.images_db import (
     stored_configs,
 )
 from mgdm.data.fashion_mnist import load_fashion_mnist
-from mgdm.latent.prior import LatentPrior, decode_samples
-from mgdm.latent.problem import latent_problem
+from mgdm.priors.latent.prior import LatentPrior, decode_samples
+from mgdm.priors.latent.problem import latent_problem
 from mgdm.metrics.fashion_classifier import (
     SHIPPED_CLASSIFIER_DIR,
     FashionClassifier,

@@ -10,7 +10,7 @@
   training images with bandwidth 0.1 (needs the Debian data package; exact posteriors);
 * a path to a diffusers folder (a pipeline folder with ``unet/`` and ``scheduler/``, or a UNet
   folder with ``config.json``); with a ``vae/`` folder too (Stable Diffusion's layout), a latent
-  prior (:func:`mgdm.latent.load_latent_prior`);
+  prior (:func:`mgdm.priors.latent.load_latent_prior`);
 * ``"adm-ffhq256:PATH"`` or ``"adm-imagenet256:PATH"``: a guided-diffusion checkpoint of the
   paper's FFHQ 256 or ImageNet 256 unconditional model (``.pt`` via ``weights_only=True`` or
   ``.safetensors``).
@@ -93,7 +93,7 @@ def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser
         return load_adm_prior(checkpoint, ADM_PRESETS[preset], device=device)
     path = Path(text)
     if prior_domain(path) == "latent":
-        from mgdm.latent.loader import load_latent_prior  # lazy: avoids an import cycle
+        from mgdm.priors.latent.loader import load_latent_prior  # lazy: avoids an import cycle
 
         return load_latent_prior(path, device=device)
     if path.is_dir():

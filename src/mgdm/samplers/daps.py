@@ -2,7 +2,7 @@
 Reference runs it (baselines.md §7).
 
 Annealing levels ``sigma_0 > … > sigma_{N-1}`` on the poly-7 grid from ``sigma_max`` to
-``sigma_min`` (:func:`mgdm.diffusion.edm.karras_sigmas`) and ``sigma_N = 0``. Starting from
+``sigma_min`` (:func:`mgdm.priors.edm.karras_sigmas`) and ``sigma_N = 0``. Starting from
 ``x ~ sigma_max N(0, I)``, for ``i = 0 … N-1``::
 
     (1) x̂0 = PF-ODE from sigma_i: Euler steps on the poly-7 grid of ``ode_steps`` levels from
@@ -17,7 +17,7 @@ Annealing levels ``sigma_0 > … > sigma_{N-1}`` on the poly-7 grid from ``sigma
 
 The output is ``x``, which equals the last ``x0`` since ``sigma_N = 0``. ``D(x; sigma)`` is the
 VP prior seen as an EDM denoiser, with ``sigma`` rounded to the prior's schedule
-(:class:`mgdm.diffusion.edm.EDMDenoiser`; the Reference uses a continuous VP time instead).
+(:class:`mgdm.priors.edm.EDMDenoiser`; the Reference uses a continuous VP time instead).
 
 ``tau`` is the likelihood std used inside Langevin; the Reference keeps DAPS's sharp 0.01, not the
 problem's ``sigma_y``. ``tau = None`` uses the problem's ``sigma_y`` (the posterior DAPS targets
@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mgdm.diffusion.edm import EDMDenoiser, check_sigma_range, karras_sigmas
+from mgdm.priors.edm import EDMDenoiser, check_sigma_range, karras_sigmas
 from mgdm.priors.base import Denoiser
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise

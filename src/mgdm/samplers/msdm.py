@@ -13,7 +13,7 @@ each stem's derivative becomes ``d_s - d_c`` (0 for the constrained stem).
 
 **Sampler** (EDM's stochastic sampler with MSDM's resampling). Levels
 ``sigma_0 > … > sigma_{N-1}`` on the poly-``rho`` grid from ``sigma_max`` to ``sigma_min``
-(:func:`mgdm.diffusion.edm.karras_sigmas`), ``sigma_N = 0``, ``gamma = min(s_churn / N, sqrt(2) - 1)``.
+(:func:`mgdm.priors.edm.karras_sigmas`), ``sigma_N = 0``, ``gamma = min(s_churn / N, sqrt(2) - 1)``.
 Start from ``x = sigma_0 xi``; for ``i = 0 … N-1``, ``sigma_hat = (1 + gamma) sigma_i``, repeat
 ``num_resamples`` times::
 
@@ -29,7 +29,7 @@ imposed; the final projection is ours, so the output lies on ``{sum_s x_s = y}``
 posterior does.) The observation noise of the problem is ignored: the constraint is noise-free.
 
 ``D(x; sigma)`` is the VP prior seen as an EDM denoiser, ``sigma`` rounded to the prior's
-schedule (:class:`mgdm.diffusion.edm.EDMDenoiser`); MSDM uses its VE network directly.
+schedule (:class:`mgdm.priors.edm.EDMDenoiser`); MSDM uses its VE network directly.
 
 Defaults: MSDM's separation settings (``exp/eval_msdm_dirac.yaml``: 150 steps, ``s_churn = 20``,
 2 resamples, constrained stem 0; the grid ``sigma_min = 1e-4``, ``sigma_max = 1``, ``rho = 7``
@@ -50,8 +50,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mgdm.audio.mixing import Mixing
-from mgdm.diffusion.edm import EDMDenoiser, check_sigma_range, karras_sigmas
+from mgdm.operators.mixing import Mixing
+from mgdm.priors.edm import EDMDenoiser, check_sigma_range, karras_sigmas
 from mgdm.priors.base import Denoiser
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
@@ -121,7 +121,7 @@ class MSDM(Sampler[MSDMConfig]):
         if not isinstance(operator, Mixing):
             raise ValueError(  # noqa: TRY004 - check_compatible's contract is ValueError
                 "MSDM's Dirac separator samples stems that sum to a mixture: it needs the Mixing "
-                f"operator (mgdm.audio.mixing.Mixing); the problem has {type(operator).__name__}."
+                f"operator (mgdm.operators.mixing.Mixing); the problem has {type(operator).__name__}."
             )
         if self.config.constrained_stem >= operator.num_stems:
             raise ValueError(

@@ -32,7 +32,7 @@ Target of the split Gibbs sampler at coupling ``rho``:
    for ``j = j_0 … L-1``, without noise at the last step (which returns ``D(x; sigma_{L-1})``).
 
 The output is the last ``x``. ``D(x; sigma)`` is the VP prior seen as an EDM denoiser, ``sigma``
-rounded to the prior's schedule (:class:`mgdm.diffusion.edm.EDMDenoiser`).
+rounded to the prior's schedule (:class:`mgdm.priors.edm.EDMDenoiser`).
 
 Cost per sample: ``sum_k #{j: sigma_j < rho_k}`` forward network calls (3,848 with the Reference
 values; 4,287 with phase retrieval's decay and ``rho_min``), no VJP, plus
@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mgdm.diffusion.edm import EDMDenoiser, check_sigma_range, geometric_sigmas
+from mgdm.priors.edm import EDMDenoiser, check_sigma_range, geometric_sigmas
 from mgdm.priors.base import Denoiser
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise

@@ -1,7 +1,7 @@
 """PSLD: posterior sampling with latent diffusion (Rout et al., arXiv 2307.00619), baselines.md §9.
 
-Latent priors only (:class:`mgdm.latent.LatentPrior` with a problem from
-:func:`mgdm.latent.latent_problem`), and the image operator ``A`` must be linear with an adjoint.
+Latent priors only (:class:`mgdm.priors.latent.LatentPrior` with a problem from
+:func:`mgdm.priors.latent.latent_problem`), and the image operator ``A`` must be linear with an adjoint.
 ``Enc`` and ``Dec`` are the prior's autoencoder. On the grid ``T_j = int(linspace(0, 999, K))[j]``,
 for ``j = K-1, …, 2`` with ``t = T_j`` and ``t' = T_{j-1}``::
 
@@ -12,7 +12,7 @@ for ``j = K-1, …, 2`` with ``t = T_j`` and ``t' = T_{j-1}``::
     z_{t'}  = z' - grad_{z_t} L
 
 and the output is the Tweedie estimate ``D_{T_1}(z_{T_1})``, a latent (decode it with
-:func:`mgdm.latent.decode_samples`). The norms are unsquared, as in the official code; the second
+:func:`mgdm.priors.latent.decode_samples`). The norms are unsquared, as in the official code; the second
 term ("gluing") pulls ``ẑ0`` towards the encoding of ``x̂0`` with its measured part replaced by
 the observation (exact for inpainting, where ``A^T A`` is the mask; computed as
 ``x̂0 + A^T (y - A x̂0)``, the same by linearity). ``sigma_y`` does not enter
@@ -35,7 +35,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mgdm.diffusion.bridge import ddim_step
-from mgdm.latent.problem import DecodedOperator, require_latent_problem
+from mgdm.priors.latent.problem import DecodedOperator, require_latent_problem
 from mgdm.operators.base import LinearOperator
 from mgdm.priors.base import Denoiser, as_time_vector
 from mgdm.problem import Problem

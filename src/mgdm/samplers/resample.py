@@ -1,8 +1,8 @@
 """ReSample: latent diffusion with hard data consistency (Song et al., arXiv 2307.08123),
 baselines.md §9.
 
-Latent priors only (:class:`mgdm.latent.LatentPrior` with a problem from
-:func:`mgdm.latent.latent_problem`); any differentiable image operator ``A``. On the grid
+Latent priors only (:class:`mgdm.priors.latent.LatentPrior` with a problem from
+:func:`mgdm.priors.latent.latent_problem`); any differentiable image operator ``A``. On the grid
 ``T_j = int(linspace(0, 999, K))[j]``, for ``j = K-1, …, 1`` with ``t = T_j`` and ``t' = T_{j-1}``::
 
     ẑ0      = D_t(z_t)                                                  (graph kept)
@@ -16,7 +16,7 @@ Latent priors only (:class:`mgdm.latent.LatentPrior` with a problem from
     else:
         z_t'  = z'
 
-and the output is the latent ``z_0`` (decode it with :func:`mgdm.latent.decode_samples`).
+and the output is the latent ``z_0`` (decode it with :func:`mgdm.priors.latent.decode_samples`).
 
 * The guidance norm is unsquared and per sample; the Reference's step is ``0.5 abar_t``
   (hard-coded in the official code, which ignores its per-task ``scale``).
@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 
 from mgdm.diffusion.bridge import ddim_step
 from mgdm.diffusion.schedules import Schedule, timestep_grid
-from mgdm.latent.problem import require_latent_problem
+from mgdm.priors.latent.problem import require_latent_problem
 from mgdm.priors.base import Denoiser
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise

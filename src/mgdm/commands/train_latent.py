@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mgdm.commands.arguments import finite_float, positive_int
 from mgdm.files import write_atomically
-from mgdm.train.cli import add_run_options
+from mgdm.commands.train import add_run_options
 
 AUTOENCODER_HELP = """Train a KL autoencoder (diffusers AutoencoderKL) on Fashion-MNIST 32x32.
 
@@ -29,7 +29,7 @@ Each training image is encoded to its posterior mean; the latents are scaled by 
 scaling_factor, as Stable Diffusion) and a UNet2DModel learns them on the DDPM linear schedule.
 Rerunning the same command in the same --out resumes. Writes OUT/vae (with scaling_factor in its
 config.json), OUT/unet and OUT/scheduler (Stable Diffusion's layout), loaded by
-mgdm.latent.load_latent_prior(OUT).
+mgdm.priors.latent.load_latent_prior(OUT).
 """
 
 
@@ -79,8 +79,8 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def run_autoencoder(args: argparse.Namespace) -> int:
-    from mgdm.latent.autoencoder import evaluate_autoencoder
-    from mgdm.latent.train import AutoencoderTrainConfig, train_autoencoder
+    from mgdm.priors.latent.autoencoder import evaluate_autoencoder
+    from mgdm.train.latent import AutoencoderTrainConfig, train_autoencoder
     from mgdm.train.prior import parse_channels
 
     config = AutoencoderTrainConfig(
@@ -104,7 +104,7 @@ def run_autoencoder(args: argparse.Namespace) -> int:
 
 
 def run_latent_prior(args: argparse.Namespace) -> int:
-    from mgdm.latent.train import train_latent_prior
+    from mgdm.train.latent import train_latent_prior
     from mgdm.train.prior import TrainConfig, parse_channels
 
     config = TrainConfig(
@@ -117,5 +117,5 @@ def run_latent_prior(args: argparse.Namespace) -> int:
     train_latent_prior(
         args.autoencoder, args.out, config, args.steps, args.checkpoint_every, args.device
     )
-    print(f"wrote {args.out}/vae, unet and scheduler (load with mgdm.latent.load_latent_prior)")
+    print(f"wrote {args.out}/vae, unet and scheduler (load with mgdm.priors.latent.load_latent_prior)")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mgdm.bench.images_cli import parse_int_list
+from mgdm.commands.bench_images import parse_int_list
 from mgdm.commands.arguments import device, finite_float, positive_int
 
 AUDIO_HELP = """\
@@ -109,7 +109,7 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mgdm.audio.bench import run_audio_benchmark
+    from mgdm.bench.audio import run_audio_benchmark
 
     summary = run_audio_benchmark(
         args.prior,
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    from mgdm.audio.bench import write_audio_table
+    from mgdm.bench.audio import write_audio_table
 
     text, written = write_audio_table(args.db, args.out, args.budget)
     sys.stdout.write(text)

@@ -6,7 +6,7 @@
 * :func:`decode_samples`: the sampler's latents decoded, then clamped to ``[-1, 1]``;
 * :func:`load_latent_prior`: a local folder in Stable Diffusion's layout (``vae/``, ``unet/``,
   ``scheduler/``);
-* training: :mod:`mgdm.latent.train` (``mgdm train autoencoder``, ``mgdm train latent-prior``).
+* training: :mod:`mgdm.train.latent` (``mgdm train autoencoder``, ``mgdm train latent-prior``).
 
 Example::
 
@@ -15,16 +15,16 @@ Example::
     images = decode_samples(prior, result.samples)
 """
 
-from mgdm.latent.autoencoder import (
+from mgdm.priors.latent.autoencoder import (
     IMAGE_RANGE,
     Autoencoder,
     KLAutoencoder,
     evaluate_autoencoder,
     reconstruction_psnr,
 )
-from mgdm.latent.loader import EMPTY_PROMPT_FILE, load_latent_prior
-from mgdm.latent.prior import LatentPrior, decode_samples
-from mgdm.latent.problem import DecodedOperator, latent_problem, require_latent_problem
+from mgdm.priors.latent.loader import EMPTY_PROMPT_FILE, load_latent_prior
+from mgdm.priors.latent.prior import LatentPrior, decode_samples
+from mgdm.priors.latent.problem import DecodedOperator, latent_problem, require_latent_problem
 
 __all__ = [
     "EMPTY_PROMPT_FILE",

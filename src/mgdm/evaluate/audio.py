@@ -4,7 +4,7 @@
 :class:`IndependentStemsPrior`) against the test clips ``[N, S, L]`` of a stem file of
 ``mgdm audio-data`` (the stems the prior models, taken from the file by name):
 
-* **held-out loss** per stem: the training objective of :mod:`mgdm.audio.train` on every test
+* **held-out loss** per stem: the training objective of :mod:`mgdm.train.audio` on every test
   clip ``x_0`` (all ``N`` of them, not only ``count``): one time ``k ~ U{1, …, 1000}`` and one
   ``eps ~ N(0, I)`` ``[S, L]`` per clip, drawn from a generator seeded by
   ``derive_seed(seed, 22, i)`` for clip ``i`` (so the figure does not depend on the batch),
@@ -12,7 +12,7 @@
   residual (:func:`objective_residual`: EDM's preconditioned one, or ``eps_hat - eps`` for an
   epsilon network) over clips and samples of the stem's channel; the overall loss is the mean over stems (for a joint
   prior exactly the training objective, for independent stems the mean of the parts' objectives);
-* **samples**: ``count`` draws of :func:`mgdm.priors.evaluate.sample_prior` (DDIM(eta) on
+* **samples**: ``count`` draws of :func:`mgdm.evaluate.prior.sample_prior` (DDIM(eta) on
   ``num_steps`` grid points, sample ``n`` from the seed ``derive_seed(seed, 21, n)``; no clamp);
 * **RMS** per stem: the mean over clips of each clip's ``sqrt(mean_t x_t^2)``, for the samples
   and for the ``N`` test clips;
@@ -48,7 +48,7 @@ from mgdm.audio.dataset import StemData, load_stem_tensor
 from mgdm.audio.prior import AudioPrior, IndependentStemsPrior, PreconditionedUNet1D
 from mgdm.audio.wav import write_wav
 from mgdm.diffusion.schedules import NUM_TIMESTEPS
-from mgdm.priors.evaluate import machine_description, sample_prior
+from mgdm.evaluate.prior import machine_description, sample_prior
 from mgdm.random import derive_seed, torch_generator
 
 SPECTRUM_FRAME = 512

@@ -83,7 +83,7 @@ def draw_figures(args: argparse.Namespace) -> int:
 
 def jpeg_vs_pillow(args: argparse.Namespace) -> int:
     """Print the agreement table of our JPEG with Pillow's."""
-    from mgdm.operators.jpeg_vs_pillow import agreement_table
+    from mgdm.tasks.jpeg_vs_pillow import agreement_table
 
     print(agreement_table())
     return 0

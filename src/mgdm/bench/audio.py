@@ -3,7 +3,7 @@ row per cell, and its table and compute curve (``mgdm bench audio-table``).
 
 **Problem** (tasks.md §4). For a held-out example with stems ``x = (x_1, …, x_S)`` ``[S, N]``
 (:data:`~mgdm.audio.constants.STEMS` order), the observation is the noise-free mix
-``y = A x = sum_s x_s`` ``[N]`` (:class:`~mgdm.audio.mixing.Mixing`); the samplers see the
+``y = A x = sum_s x_s`` ``[N]`` (:class:`~mgdm.operators.mixing.Mixing`); the samplers see the
 Gaussian likelihood ``-||y - A x||^2 / (2 sigma_y^2)`` with ``sigma_y = 1e-4``
 (:data:`~mgdm.audio.separate.AUDIO_SIGMA_Y`). ``y`` is cut into windows of the prior's length
 ``L`` exactly as ``mgdm separate`` does (half-window overlap, cross-faded back together:
@@ -73,7 +73,7 @@ from tqdm.auto import tqdm
 from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import load_stem_tensor
 from mgdm.audio.metrics import si_sdr_improvement
-from mgdm.audio.mixing import Mixing
+from mgdm.operators.mixing import Mixing
 from mgdm.audio.prior import MODEL_FILE, PRIOR_FILE, IndependentStemsPrior, load_audio_prior
 from mgdm.audio.separate import (
     AUDIO_SIGMA_Y,
@@ -88,7 +88,7 @@ from mgdm.bench.images_db import config_json
 from mgdm.bench.report import plot_compute_points, pyplot
 from mgdm.bench.store import check_database, check_settings, read_meta
 from mgdm.files import check_output_dir, write_atomically
-from mgdm.latent.train import file_sha256
+from mgdm.train.latent import file_sha256
 from mgdm.operators.noise import GaussianNoise
 from mgdm.problem import Problem
 from mgdm.random import derive_seed

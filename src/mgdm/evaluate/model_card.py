@@ -11,7 +11,7 @@ import csv
 import json
 from pathlib import Path
 
-from mgdm.priors.evaluate import PriorEvaluation
+from mgdm.evaluate.prior import PriorEvaluation
 
 FINAL_LOSS_WINDOW = 500
 """The final loss is the mean of the last this-many logged steps (one step is a noisy estimate)."""

@@ -117,7 +117,7 @@ def add_audio_parser(commands: argparse._SubParsersAction) -> None:
 def _check_training_run(run_dir: Path, option: str, kinds: tuple[str, ...]) -> None:
     """``ValueError`` unless ``run_dir`` is a training run of one of ``kinds`` (the ``kind`` of its
     ``config.json``) with a readable, non-empty ``train_log.csv``: what its model card reads."""
-    from mgdm.priors.model_card import training_summary
+    from mgdm.evaluate.model_card import training_summary
 
     config = read_json_object(run_dir / "config.json", f"{option} configuration")
     if config.get("kind") not in kinds:
@@ -132,15 +132,15 @@ def _check_training_run(run_dir: Path, option: str, kinds: tuple[str, ...]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    from mgdm.latent.train import AUTOENCODER_RUN_KIND, LATENT_PRIOR_RUN_KIND
+    from mgdm.train.latent import AUTOENCODER_RUN_KIND, LATENT_PRIOR_RUN_KIND
     from mgdm.priors.catalog import load_prior
-    from mgdm.priors.evaluate import (
+    from mgdm.evaluate.prior import (
         check_grid_points,
         evaluate_prior,
         save_evaluation,
         write_sample_grid,
     )
-    from mgdm.priors.model_card import render_model_card
+    from mgdm.evaluate.model_card import render_model_card
     from mgdm.train.prior import RUN_KIND
 
     folder, run_dir = Path(args.prior), Path(args.run)
@@ -169,15 +169,15 @@ def run(args: argparse.Namespace) -> int:
 
 def run_audio(args: argparse.Namespace) -> int:
     from mgdm.audio.dataset import load_stem_tensor
-    from mgdm.audio.evaluate import (
+    from mgdm.evaluate.audio import (
         evaluate_audio_prior,
         save_audio_evaluation,
         stem_clips_for,
         write_sample_audio,
     )
-    from mgdm.audio.model_card import render_audio_model_card, training_runs
+    from mgdm.evaluate.audio_model_card import render_audio_model_card, training_runs
     from mgdm.audio.prior import IndependentStemsPrior, load_audio_prior
-    from mgdm.priors.evaluate import check_grid_points
+    from mgdm.evaluate.prior import check_grid_points
 
     folder = Path(args.prior)
     run_dir = Path(args.run) if args.run else folder

@@ -89,8 +89,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_run_options(parser, "32,64,64", 2e-4)
     parser.set_defaults(func=run)
     _add_classifier_parser(commands)
-    from mgdm.audio.cli import add_train_command
-    from mgdm.latent.cli import add_train_commands as add_latent_train_commands
+    from mgdm.commands.audio import add_train_command
+    from mgdm.commands.train_latent import add_train_commands as add_latent_train_commands
 
     add_train_command(commands)
     add_latent_train_commands(commands)

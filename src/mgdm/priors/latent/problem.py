@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mgdm.latent.autoencoder import Autoencoder
-from mgdm.latent.prior import LatentPrior
+from mgdm.priors.latent.autoencoder import Autoencoder
+from mgdm.priors.latent.prior import LatentPrior
 from mgdm.operators.base import Operator
 from mgdm.problem import Problem
 
@@ -68,7 +68,7 @@ def require_latent_problem(method: str, problem: Problem) -> DecodedOperator:
     if not isinstance(operator, DecodedOperator):
         raise ValueError(  # noqa: TRY004 - check_compatible's contract is ValueError
             f"{method} samples latent diffusion priors only: it needs a latent problem (operator "
-            f"A ∘ Dec, built by mgdm.latent.latent_problem(problem, prior)); the problem has "
+            f"A ∘ Dec, built by mgdm.priors.latent.latent_problem(problem, prior)); the problem has "
             f"{type(operator).__name__}."
         )
     return operator

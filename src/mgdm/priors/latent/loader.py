@@ -26,13 +26,13 @@ import torch
 from torch import Tensor, nn
 
 from mgdm.checkpoints import load_state_dict_checked, read_json_object, read_state_dict
-from mgdm.latent.autoencoder import (
+from mgdm.priors.latent.autoencoder import (
     KLAutoencoder,
     downsampling_factor,
     load_autoencoder_kl,
     weights_file,
 )
-from mgdm.latent.prior import LatentPrior
+from mgdm.priors.latent.prior import LatentPrior
 from mgdm.priors.diffusers_loader import (
     load_diffusers_prior,
     schedule_from_scheduler_config,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mgdm.audio import bench_cli as audio_bench_cli
-from mgdm.bench import gmm_cli, images_cli
+from mgdm.commands import bench_audio, bench_gmm, bench_images
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +12,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench_sub = bench.add_subparsers(
         dest="benchmark", metavar="BENCHMARK", parser_class=type(bench)
     )
-    gmm_cli.add_bench_commands(bench_sub)
-    images_cli.add_bench_commands(bench_sub)
-    audio_bench_cli.add_bench_commands(bench_sub)
+    bench_gmm.add_bench_commands(bench_sub)
+    bench_images.add_bench_commands(bench_sub)
+    bench_audio.add_bench_commands(bench_sub)
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])

@@ -133,8 +133,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_train_command(commands: argparse._SubParsersAction) -> None:
     """Add ``audio-prior`` to the sub-commands of ``mgdm train`` (its defaults are the recipe of
     the shipped four-stem prior, bar the step count)."""
-    from mgdm.audio import train
-    from mgdm.train.cli import add_run_options
+    from mgdm.train import audio as train
+    from mgdm.commands.train import add_run_options
 
     parser = commands.add_parser(
         "audio-prior",
@@ -196,7 +196,7 @@ def run_audio_data(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from mgdm.audio.train import AudioTrainConfig, parse_integers, train_audio_prior
+    from mgdm.train.audio import AudioTrainConfig, parse_integers, train_audio_prior
 
     config = AudioTrainConfig(
         stems=args.stems,

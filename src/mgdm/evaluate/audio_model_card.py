@@ -3,7 +3,7 @@
 Every figure comes from a file or a computation on one: each training run's ``config.json``
 (options and the data's fingerprint), ``prior.json`` (the UNet, whose parameters are counted)
 and ``train_log.csv`` (steps, final loss, training seconds, via
-:func:`mgdm.priors.model_card.training_summary`), and the :class:`AudioPriorEvaluation` of
+:func:`mgdm.evaluate.model_card.training_summary`), and the :class:`AudioPriorEvaluation` of
 ``mgdm evaluate audio-prior``. Nothing is typed in by hand except the free-text training hardware
 and command.
 
@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mgdm.audio.evaluate import AudioPriorEvaluation
+from mgdm.evaluate.audio import AudioPriorEvaluation
 from mgdm.audio.prior import MSDM_RHO, MSDM_SIGMA_MAX, MSDM_SIGMA_MIN, PRIOR_FILE
-from mgdm.audio.train import RUN_KIND
+from mgdm.train.audio import RUN_KIND
 from mgdm.audio.unet1d import UNet1D, UNet1DConfig
 from mgdm.diffusion.schedules import NUM_TIMESTEPS
-from mgdm.priors.model_card import FINAL_LOSS_WINDOW, training_summary
+from mgdm.evaluate.model_card import FINAL_LOSS_WINDOW, training_summary
 
 SOUNDFONT_LICENCES: dict[str, str] = {
     "TimGM6mb.sf2": "GPL-2; Tim Brechbill, David Bolton; Debian package `timgm6mb-soundfont`",

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from mgdm.diffusion.bridge import ddim_step
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, timestep_grid
 from mgdm.files import write_atomically
-from mgdm.latent.prior import LatentPrior, decode_samples
+from mgdm.priors.latent.prior import LatentPrior, decode_samples
 from mgdm.priors.base import Denoiser
 from mgdm.random import SampleNoise, derive_seed
 

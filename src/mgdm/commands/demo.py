@@ -21,17 +21,17 @@ import argparse
 import torch
 
 from mgdm.bench.gmm import seed_block
-from mgdm.bench.gmm_problem import make_gmm_problem
+from mgdm.gmm_problem import make_gmm_problem
 from mgdm.commands.arguments import non_negative_int, positive_int
 from mgdm.files import check_output_dir, write_atomically
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.random import SampleNoise
-from mgdm.restore_cli import MAX_SAMPLES
+from mgdm.commands.restore import MAX_SAMPLES
 from mgdm.samplers.mgdm import MGDM, PRESETS, preset
 
 MAX_IMAGES = 16
 """Test images per task at most (the grid has a row per image and task; a column per sample,
-at most ``restore``'s :data:`~mgdm.restore_cli.MAX_SAMPLES`)."""
+at most ``restore``'s :data:`~mgdm.commands.restore.MAX_SAMPLES`)."""
 
 GMM_SAMPLES = (10, 100_000)
 """The range of --samples with --gmm (points per cloud of the figure)."""

@@ -1,7 +1,7 @@
 """Train a latent diffusion prior on Fashion-MNIST 32 x 32 in two resumable stages.
 
 **1. Autoencoder** (``mgdm train autoencoder --out AE``). A diffusers ``AutoencoderKL``
-(:func:`mgdm.latent.autoencoder.build_autoencoder`; with 3 levels, ``[1, 32, 32] -> [4, 8, 8]``)
+(:func:`mgdm.priors.latent.autoencoder.build_autoencoder`; with 3 levels, ``[1, 32, 32] -> [4, 8, 8]``)
 is trained on images ``x`` (``[B, 1, 32, 32]`` in ``[-1, 1]``) with the reparameterised
 posterior ``z = m(x) + s(x) xi``, ``xi ~ N(0, I)``, and the loss::
 
@@ -12,13 +12,13 @@ posterior ``z = m(x) + s(x) xi``, ``xi ~ N(0, I)``, and the loss::
 
 **2. Latent DDPM** (``mgdm train latent-prior --autoencoder AE --out LDM``). Every training
 image is encoded once to its posterior mean ``m(x)``; the scaling factor is ``1 / std`` of all
-those entries (Stable Diffusion's rule, :func:`mgdm.latent.autoencoder.latent_scaling_factor`)
+those entries (Stable Diffusion's rule, :func:`mgdm.priors.latent.autoencoder.latent_scaling_factor`)
 and the data are ``z_0 = scaling * m(x)``, ``[4, 8, 8]`` of unit variance. On them an
 epsilon-prediction ``UNet2DModel`` is trained exactly as the pixel prior
 (:mod:`mgdm.train.prior`: DDPM linear schedule, ``k ~ U{1, …, 1000}``, the network called with
 ``k``, ``mean((unet(z_k, k) - eps)^2)``). The result is a folder in Stable Diffusion's layout,
 ``LDM/vae`` (the autoencoder with ``scaling_factor`` in its ``config.json``), ``LDM/unet`` and
-``LDM/scheduler``, loaded by :func:`mgdm.latent.loader.load_latent_prior`.
+``LDM/scheduler``, loaded by :func:`mgdm.priors.latent.loader.load_latent_prior`.
 
 **Randomness and exact resume** are those of :mod:`mgdm.train.prior`, whose helpers this module
 uses: weights from ``seed``; the images of step ``s`` from
@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from mgdm.data.fashion_mnist import load_fashion_mnist
 from mgdm.devices import resolve_device
 from mgdm.diffusion.schedules import ddpm_linear
-from mgdm.latent.autoencoder import (
+from mgdm.priors.latent.autoencoder import (
     KLAutoencoder,
     build_autoencoder,
     encode_images,
