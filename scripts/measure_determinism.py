@@ -148,8 +148,8 @@ def tiny_audio_prior(seed: int = 0):
 
 def audio_case() -> Case:
     """tests/test_determinism.py's neural case: three mixes, one per seed of :data:`BATCH`."""
-    from mgdm.operators.mixing import Mixing
     from mgdm.audio.separate import AUDIO_SIGMA_Y
+    from mgdm.operators.mixing import Mixing
 
     mixes = 0.1 * torch.randn(3, LENGTH, generator=torch.Generator().manual_seed(0))
     problem = Problem(Mixing(4, LENGTH), mixes, GaussianNoise(AUDIO_SIGMA_Y))
@@ -176,8 +176,8 @@ def bench_setup():
 def bench_stems(label: str, batch_size: int, setup) -> Tensor:
     """The separated stems ``[3, S, N]`` of the three mixtures, ``batch_size`` mixtures per
     sampler call, as `mgdm bench audio --budget 70` computes them."""
-    from mgdm.bench.audio import AudioVariant, plan_variant, separate_batch, window_seeds
     from mgdm.audio.separate import AUDIO_SIGMA_Y
+    from mgdm.bench.audio import AudioVariant, plan_variant, separate_batch, window_seeds
 
     prior, stems, mixtures = setup
     name, overrides = AUDIO_SAMPLERS[label]

@@ -17,7 +17,6 @@ import soundfile
 import torch
 
 from mgdm.audio import dataset, separate
-from mgdm.commands.audio import SEPARATE_HELP
 from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import StemData, save_stem_tensor
 from mgdm.audio.prior import AudioPrior, save_audio_prior
@@ -25,6 +24,7 @@ from mgdm.audio.resample import resample
 from mgdm.audio.separate import separate_file, separate_tensor
 from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
 from mgdm.cli import main
+from mgdm.commands.audio import SEPARATE_HELP
 from mgdm.samplers.msdm import MSDM
 
 LENGTH = 64

@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from mgdm.audio.constants import STEMS
+from mgdm.audio.dataset import StemData, save_stem_tensor
+from mgdm.audio.prior import AudioPrior, save_audio_prior
+from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
 from mgdm.bench.audio import (
     AudioVariant,
     audio_variants,
@@ -17,10 +21,6 @@ from mgdm.bench.audio import (
     plan_variant,
     read_audio_db,
 )
-from mgdm.audio.constants import STEMS
-from mgdm.audio.dataset import StemData, save_stem_tensor
-from mgdm.audio.prior import AudioPrior, save_audio_prior
-from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
 from mgdm.cli import main
 
 torch.set_num_threads(1)
@@ -111,8 +111,8 @@ def test_samples_do_not_depend_on_the_batch(files, tmp_path, capsys, monkeypatch
     """--batch 1 and 3 separate the same stems up to float32 rounding: within docs/determinism.md's
     bound for DDNM+ (1e-4 of S = max(peak of the mixes, peak of the stems)). The stems are compared,
     not SI-SDRi: a log-ratio of a poor estimate magnifies rounding differences."""
-    from mgdm.bench import audio as bench
     from mgdm.audio.dataset import load_stem_tensor
+    from mgdm.bench import audio as bench
 
     separate_batch, stems = bench.separate_batch, {}
 

@@ -13,6 +13,10 @@ import torch
 
 from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import StemData, save_stem_tensor
+from mgdm.audio.prior import AudioPrior, PreconditionedUNet1D, load_audio_prior
+from mgdm.audio.unet1d import UNet1DConfig
+from mgdm.audio.wav import read_audio
+from mgdm.cli import main
 from mgdm.evaluate.audio import (
     band_index,
     clip_rms,
@@ -21,10 +25,6 @@ from mgdm.evaluate.audio import (
     heldout_loss,
     spectral_distance,
 )
-from mgdm.audio.prior import AudioPrior, PreconditionedUNet1D, load_audio_prior
-from mgdm.audio.unet1d import UNet1DConfig
-from mgdm.audio.wav import read_audio
-from mgdm.cli import main
 
 torch.set_num_threads(1)
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from mgdm.gmm_problem import GMMProblem, make_gmm_problem
 from mgdm.diffusion.bridge import ddim_step
 from mgdm.diffusion.schedules import gmm_benchmark, timestep_grid
+from mgdm.gmm_problem import GMMProblem, make_gmm_problem
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.operators.base import Operator
 from mgdm.operators.dense import DenseOperator

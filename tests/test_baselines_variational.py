@@ -14,12 +14,12 @@ import math
 import pytest
 import torch
 
-from mgdm.gmm_problem import GMMProblem, make_gmm_problem
-from mgdm.priors.edm import EDMDenoiser, geometric_sigmas, karras_sigmas
 from mgdm.diffusion.schedules import Schedule
+from mgdm.gmm_problem import GMMProblem, make_gmm_problem
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.operators.dense import DenseOperator
 from mgdm.operators.noise import NoiseModel
+from mgdm.priors.edm import EDMDenoiser, geometric_sigmas, karras_sigmas
 from mgdm.priors.gaussian_mixture import GaussianMixture
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise

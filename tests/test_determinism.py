@@ -26,12 +26,12 @@ import pytest
 import torch
 
 from mgdm.audio.constants import STEMS
-from mgdm.operators.mixing import Mixing
 from mgdm.audio.prior import AudioPrior
 from mgdm.audio.separate import AUDIO_SIGMA_Y, audio_sampler
 from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
 from mgdm.gmm_problem import make_gmm_problem
 from mgdm.operators import GaussianNoise
+from mgdm.operators.mixing import Mixing
 from mgdm.problem import Problem
 from mgdm.samplers import MGDM, preset
 from mgdm.samplers.base import Sampler

@@ -10,15 +10,15 @@ import torch
 from scipy import linalg
 
 from mgdm.data.fashion_mnist import load_fashion_mnist
+from mgdm.evaluate.model_card import render_model_card
+from mgdm.evaluate.prior import PriorEvaluation, sample_prior, write_sample_grid
 from mgdm.metrics.fashion_classifier import (
     SHIPPED_CLASSIFIER_DIR,
     FashionClassifier,
     load_classifier,
 )
 from mgdm.metrics.image_quality import feature_distance, frechet_distance, psnr, ssim
-from mgdm.evaluate.prior import PriorEvaluation, sample_prior, write_sample_grid
 from mgdm.priors.kernel_density import KernelDensityPrior
-from mgdm.evaluate.model_card import render_model_card
 
 SHIPPED = (SHIPPED_CLASSIFIER_DIR / "model.safetensors").is_file()
 

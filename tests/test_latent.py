@@ -14,6 +14,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mgdm.data import FASHION_MNIST_DIR
+from mgdm.operators.noise import GaussianNoise
+from mgdm.operators.super_resolution import SuperResolution
+from mgdm.priors import EpsilonNetworkPrior
 from mgdm.priors.latent import (
     EMPTY_PROMPT_FILE,
     DecodedOperator,
@@ -24,11 +27,8 @@ from mgdm.priors.latent import (
     load_latent_prior,
 )
 from mgdm.priors.latent.autoencoder import build_autoencoder
-from mgdm.train.latent import build_latent_unet
-from mgdm.operators.noise import GaussianNoise
-from mgdm.operators.super_resolution import SuperResolution
-from mgdm.priors import EpsilonNetworkPrior
 from mgdm.problem import Problem
+from mgdm.train.latent import build_latent_unet
 
 installed = pytest.mark.skipif(
     not FASHION_MNIST_DIR.is_dir(),

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mgdm.priors.latent import KLAutoencoder, LatentPrior, decode_samples, latent_problem
-from mgdm.priors.latent.autoencoder import build_autoencoder
 from mgdm.operators.network import NetworkOperator
 from mgdm.operators.noise import GaussianNoise, PoissonNoise
 from mgdm.operators.super_resolution import SuperResolution
 from mgdm.priors import Denoiser, EpsilonNetworkPrior
+from mgdm.priors.latent import KLAutoencoder, LatentPrior, decode_samples, latent_problem
+from mgdm.priors.latent.autoencoder import build_autoencoder
 from mgdm.problem import Problem
 from mgdm.samplers import MGDM, preset
 from mgdm.samplers.daps import DAPS, DAPSConfig

@@ -4,8 +4,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from mgdm.gmm_problem import make_gmm_problem
 from mgdm.diffusion import gmm_benchmark, timestep_grid
+from mgdm.gmm_problem import make_gmm_problem
 from mgdm.metrics import sliced_wasserstein
 from mgdm.operators import DenseOperator, GaussianNoise
 from mgdm.priors import GaussianMixture

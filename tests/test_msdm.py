@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from mgdm.audio.constants import STEMS
-from mgdm.operators.mixing import Mixing
 from mgdm.audio.prior import AudioPrior
 from mgdm.audio.separate import audio_mgdm_config, audio_sampler
 from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
 from mgdm.operators import Identity
+from mgdm.operators.mixing import Mixing
 from mgdm.operators.noise import GaussianNoise
 from mgdm.problem import Problem
 from mgdm.samplers.mgdm import MGDM, network_calls

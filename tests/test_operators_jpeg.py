@@ -24,6 +24,7 @@ from PIL import Image
 
 from mgdm.operators import JPEG, quantization_table
 from mgdm.operators.jpeg import CHROMINANCE_TABLE, LUMINANCE_TABLE, dct_matrix, fancy_upsample
+from mgdm.tasks.figures import synthetic_image
 from mgdm.tasks.jpeg_vs_pillow import (
     QUALITIES,
     ours_round_trip,
@@ -31,7 +32,6 @@ from mgdm.tasks.jpeg_vs_pillow import (
     psnr_255,
     synthetic_pixels,
 )
-from mgdm.tasks.figures import synthetic_image
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,11 @@ and the per-pixel standard deviation (``N - 1`` in the denominator; zero for ``N
     result = restore(y, task, prior="fashion-mnist", sampler="mgdm", samples=4, clean=clean)
     result.samples, result.mean, result.std, result.psnr, result.cost
 
-Images are ``[C, H, W]`` tensors in ``[-1, 1]``. With a latent prior
-(:class:`mgdm.priors.latent.LatentPrior`) the sampler runs on latents against ``g(y | A(Dec(z)))`` and
-the samples are decoded (then clamped) before they are summarised.
+Images are ``[C, H, W]`` tensors in ``[-1, 1]``. The prior maps the problem into its own sample
+space and its samples back (:meth:`~mgdm.priors.base.Denoiser.problem_in_sample_space`,
+:meth:`~mgdm.priors.base.Denoiser.samples_to_data`): with a latent prior the sampler runs on
+latents against ``g(y | A(Dec(z)))`` and the samples are decoded (then clamped) before they are
+summarised.
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ import torch
 from torch import Tensor
 
 from mgdm.files import atomic_path
-from mgdm.priors.latent.prior import LatentPrior, decode_samples
-from mgdm.priors.latent.problem import latent_problem
 from mgdm.operators.noise import GaussianNoise
 from mgdm.priors.base import Denoiser
 from mgdm.priors.catalog import load_prior
@@ -45,7 +45,7 @@ _SAMPLE_STREAM = 12
 def prior_image_shape(prior: Denoiser) -> tuple[int, ...]:
     """The shape of the images a prior describes: its sample shape, or for a latent prior the
     shape of its decoded latents."""
-    return tuple(prior.image_shape if isinstance(prior, LatentPrior) else prior.sample_shape)
+    return prior.data_shape
 
 
 def simulate_observation(task: Task, clean: Tensor, sigma_y: float, seed: int = 0) -> Tensor:
@@ -148,14 +148,10 @@ def restore_batch(
         )
     sampler = build_sampler(sampler, task=task.name) if isinstance(sampler, str) else sampler
     repeated = observations.repeat_interleave(samples, dim=0)
-    problem = Problem(task.operator, repeated, GaussianNoise(sigma_y))
-    if isinstance(prior, LatentPrior):
-        problem = latent_problem(problem, prior)
+    problem = prior.problem_in_sample_space(Problem(task.operator, repeated, GaussianNoise(sigma_y)))
     seeds = [s for k in range(count) for s in sample_seeds(seed, samples, k)]
     result = sampler.sample(prior, problem, seeds, progress=progress)
-    images = result.samples
-    if isinstance(prior, LatentPrior):
-        images = decode_samples(prior, images)
+    images = prior.samples_to_data(result.samples)
     if not bool(torch.isfinite(images).all()):
         raise ValueError(
             f"the sampler returned non-finite samples (NaN or inf): sigma_y = {sigma_y:g} may be "

@@ -11,7 +11,6 @@ there: it depends on the samplers, which depend on this package),
 
 from mgdm.audio.constants import CLIP_LENGTH, SAMPLE_RATE, STEMS
 from mgdm.audio.metrics import SeparationScore, si_sdr, si_sdr_improvement
-from mgdm.operators.mixing import Mixing, MixingSVD
 from mgdm.audio.prior import (
     AudioPrior,
     IndependentStemsPrior,
@@ -21,6 +20,7 @@ from mgdm.audio.prior import (
 )
 from mgdm.audio.resample import resample
 from mgdm.audio.unet1d import UNet1D, UNet1DConfig, build_unet1d
+from mgdm.operators.mixing import Mixing, MixingSVD
 
 __all__ = [
     "CLIP_LENGTH",

@@ -54,10 +54,10 @@ from torch import Tensor
 from mgdm.audio.constants import STEMS
 from mgdm.audio.unet1d import UNet1D, UNet1DConfig
 from mgdm.checkpoints import load_state_dict_checked, read_json_object, read_state_dict
-from mgdm.priors.edm import karras_sigmas
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, Schedule, from_ve_sigmas
 from mgdm.files import write_atomically
 from mgdm.priors.base import Denoiser
+from mgdm.priors.edm import karras_sigmas
 from mgdm.priors.neural import EpsilonNetworkPrior
 
 PRIOR_FILE = "prior.json"

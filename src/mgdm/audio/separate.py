@@ -60,12 +60,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mgdm.operators.mixing import Mixing
 from mgdm.audio.prior import AudioPrior, IndependentStemsPrior, load_audio_prior
 from mgdm.audio.resample import resample
 from mgdm.audio.wav import audio_info, read_audio, write_wav
 from mgdm.devices import resolve_device
 from mgdm.files import check_output_dir
+from mgdm.operators.mixing import Mixing
 from mgdm.operators.noise import GaussianNoise
 from mgdm.priors.catalog import ASSETS_DIR
 from mgdm.problem import Problem

@@ -73,7 +73,6 @@ from tqdm.auto import tqdm
 from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import load_stem_tensor
 from mgdm.audio.metrics import si_sdr_improvement
-from mgdm.operators.mixing import Mixing
 from mgdm.audio.prior import MODEL_FILE, PRIOR_FILE, IndependentStemsPrior, load_audio_prior
 from mgdm.audio.separate import (
     AUDIO_SIGMA_Y,
@@ -88,12 +87,13 @@ from mgdm.bench.images_db import config_json
 from mgdm.bench.report import plot_compute_points, pyplot
 from mgdm.bench.store import check_database, check_settings, read_meta
 from mgdm.files import check_output_dir, write_atomically
-from mgdm.train.latent import file_sha256
+from mgdm.operators.mixing import Mixing
 from mgdm.operators.noise import GaussianNoise
 from mgdm.problem import Problem
 from mgdm.random import derive_seed
 from mgdm.samplers.base import Sampler
 from mgdm.samplers.registry import parse_sampler_list, sampler_names
+from mgdm.train.latent import file_sha256
 
 SCHEMA_VERSION = 1
 """Version of the tables; a database of another version is refused."""

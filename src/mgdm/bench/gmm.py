@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from mgdm.gmm_problem import GMMProblem, make_gmm_problem
 from mgdm.files import write_atomically
+from mgdm.gmm_problem import GMMProblem, make_gmm_problem
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.random import SampleNoise, derive_seed
 from mgdm.samplers.base import Sampler

@@ -64,8 +64,6 @@ from mgdm.bench.images_db import (
     stored_configs,
 )
 from mgdm.data.fashion_mnist import load_fashion_mnist
-from mgdm.priors.latent.prior import LatentPrior, decode_samples
-from mgdm.priors.latent.problem import latent_problem
 from mgdm.metrics.fashion_classifier import (
     SHIPPED_CLASSIFIER_DIR,
     FashionClassifier,
@@ -372,9 +370,8 @@ class _Runner:
 
     def problem(self, task: Task, y: Tensor) -> Problem:
         """``y = A(x) + noise`` for the prior: on latents ``g(y | A(Dec(z)))`` for a latent prior."""
-        problem = Problem(task.operator, y, GaussianNoise(self.setting.sigma_y))
-        return (
-            latent_problem(problem, self.prior) if isinstance(self.prior, LatentPrior) else problem
+        return self.prior.problem_in_sample_space(
+            Problem(task.operator, y, GaussianNoise(self.setting.sigma_y))
         )
 
     def _with_budget(self, name: str, sampler: Sampler) -> Sampler:
@@ -441,9 +438,7 @@ class _Runner:
         reset_peak_memory(self.device)
         result = sampler.sample(self.prior, problem, seeds, device=self.device)
         memory, memory_kind = measure_peak_memory(self.device)
-        drawn = result.samples
-        if isinstance(self.prior, LatentPrior):
-            drawn = decode_samples(self.prior, drawn)
+        drawn = self.prior.samples_to_data(result.samples)
         samples = drawn.to("cpu", torch.float32).reshape(len(batch.images), count, *truth.shape[1:])
         exact = isinstance(self.prior, KernelDensityPrior) and task.operator.svd is not None
         records = []
@@ -682,7 +677,7 @@ def run_image_benchmark(
     domain = (
         prior_domain(prior)
         if isinstance(prior, str)
-        else ("latent" if isinstance(prior, LatentPrior) else "image")
+        else ("latent" if prior.sample_space == "latent" else "image")
     )
     variants = [
         v

@@ -133,8 +133,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_train_command(commands: argparse._SubParsersAction) -> None:
     """Add ``audio-prior`` to the sub-commands of ``mgdm train`` (its defaults are the recipe of
     the shipped four-stem prior, bar the step count)."""
-    from mgdm.train import audio as train
     from mgdm.commands.train import add_run_options
+    from mgdm.train import audio as train
 
     parser = commands.add_parser(
         "audio-prior",

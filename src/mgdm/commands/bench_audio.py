@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mgdm.commands.bench_images import parse_int_list
 from mgdm.commands.arguments import device, finite_float, positive_int
+from mgdm.commands.bench_images import parse_int_list
 
 AUDIO_HELP = """\
 Separate held-out mixtures with every sampler and store SI-SDRi, network calls, seconds and peak

@@ -21,12 +21,12 @@ import argparse
 import torch
 
 from mgdm.bench.gmm import seed_block
-from mgdm.gmm_problem import make_gmm_problem
 from mgdm.commands.arguments import non_negative_int, positive_int
+from mgdm.commands.restore import MAX_SAMPLES
 from mgdm.files import check_output_dir, write_atomically
+from mgdm.gmm_problem import make_gmm_problem
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
 from mgdm.random import SampleNoise
-from mgdm.commands.restore import MAX_SAMPLES
 from mgdm.samplers.mgdm import MGDM, PRESETS, preset
 
 MAX_IMAGES = 16

@@ -132,15 +132,15 @@ def _check_training_run(run_dir: Path, option: str, kinds: tuple[str, ...]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    from mgdm.train.latent import AUTOENCODER_RUN_KIND, LATENT_PRIOR_RUN_KIND
-    from mgdm.priors.catalog import load_prior
+    from mgdm.evaluate.model_card import render_model_card
     from mgdm.evaluate.prior import (
         check_grid_points,
         evaluate_prior,
         save_evaluation,
         write_sample_grid,
     )
-    from mgdm.evaluate.model_card import render_model_card
+    from mgdm.priors.catalog import load_prior
+    from mgdm.train.latent import AUTOENCODER_RUN_KIND, LATENT_PRIOR_RUN_KIND
     from mgdm.train.prior import RUN_KIND
 
     folder, run_dir = Path(args.prior), Path(args.run)
@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_audio(args: argparse.Namespace) -> int:
     from mgdm.audio.dataset import load_stem_tensor
+    from mgdm.audio.prior import IndependentStemsPrior, load_audio_prior
     from mgdm.evaluate.audio import (
         evaluate_audio_prior,
         save_audio_evaluation,
@@ -176,7 +177,6 @@ def run_audio(args: argparse.Namespace) -> int:
         write_sample_audio,
     )
     from mgdm.evaluate.audio_model_card import render_audio_model_card, training_runs
-    from mgdm.audio.prior import IndependentStemsPrior, load_audio_prior
     from mgdm.evaluate.prior import check_grid_points
 
     folder = Path(args.prior)

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from mgdm.commands.arguments import finite_float, positive_int
-from mgdm.files import write_atomically
 from mgdm.commands.train import add_run_options
+from mgdm.files import write_atomically
 
 AUTOENCODER_HELP = """Train a KL autoencoder (diffusers AutoencoderKL) on Fashion-MNIST 32x32.
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mgdm.evaluate.audio import AudioPriorEvaluation
 from mgdm.audio.prior import MSDM_RHO, MSDM_SIGMA_MAX, MSDM_SIGMA_MIN, PRIOR_FILE
-from mgdm.train.audio import RUN_KIND
 from mgdm.audio.unet1d import UNet1D, UNet1DConfig
 from mgdm.diffusion.schedules import NUM_TIMESTEPS
+from mgdm.evaluate.audio import AudioPriorEvaluation
 from mgdm.evaluate.model_card import FINAL_LOSS_WINDOW, training_summary
+from mgdm.train.audio import RUN_KIND
 
 SOUNDFONT_LICENCES: dict[str, str] = {
     "TimGM6mb.sf2": "GPL-2; Tim Brechbill, David Bolton; Debian package `timgm6mb-soundfont`",

@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 from mgdm.diffusion.bridge import ddim_step
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, timestep_grid
 from mgdm.files import write_atomically
-from mgdm.priors.latent.prior import LatentPrior, decode_samples
 from mgdm.priors.base import Denoiser
 from mgdm.random import SampleNoise, derive_seed
 
@@ -117,9 +116,7 @@ def evaluate_prior(
     train = load_fashion_mnist("train", limit=count).images
     started = time.perf_counter()
     seeds = [derive_seed(seed, 21, n) for n in range(count)]
-    samples = sample_prior(prior, seeds, num_steps, eta, progress=True)
-    if isinstance(prior, LatentPrior):
-        samples = decode_samples(prior, samples)
+    samples = prior.samples_to_data(sample_prior(prior, seeds, num_steps, eta, progress=True))
     seconds = time.perf_counter() - started
     accuracy = json.loads((SHIPPED_CLASSIFIER_DIR / "metrics.json").read_text())["test_accuracy"]
     evaluation = PriorEvaluation(

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from mgdm.diffusion.conversions import eps_to_score, eps_to_x0, x0_to_eps
 from mgdm.diffusion.schedules import Schedule
+from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 
 
@@ -37,11 +38,14 @@ class Denoiser(ABC):
         schedule: the VP schedule ``abar`` on integer times 0…1000.
         sample_shape: the shape of one sample (without the batch dimension).
         data_range: ``(low, high)`` to which final samples are clamped, or ``None`` (no clamp).
+        sample_space: ``"data"`` when samples are data, ``"latent"`` when they are latents that
+            :meth:`samples_to_data` decodes (samplers for latent priors only accept the latter).
     """
 
     schedule: Schedule
     sample_shape: tuple[int, ...]
     data_range: tuple[float, float] | None = None
+    sample_space: str = "data"
 
     def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
         """Tweedie estimate ``E[x_0 | x_t]``; ``x_t`` ``[B, *sample_shape]``, ``t`` int64 ``[B]``."""
@@ -68,6 +72,22 @@ class Denoiser(ABC):
         """
         std = torch.sqrt(1.0 - self.schedule.alpha_bar(t)).item()
         return std * noise.randn(*self.sample_shape, dtype=dtype)
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """The shape of one datum the prior describes: ``sample_shape``, except for a prior on a
+        latent space, whose samples decode to data of another shape."""
+        return tuple(self.sample_shape)
+
+    def problem_in_sample_space(self, problem: Problem) -> Problem:
+        """``problem`` (whose operator acts on data of :attr:`data_shape`) as a problem on this
+        prior's samples; the identity, except for latent priors (operator ``A ∘ Dec``)."""
+        return problem
+
+    def samples_to_data(self, samples: Tensor) -> Tensor:
+        """Samples ``[B, *sample_shape]`` drawn under this prior as data ``[B, *data_shape]``;
+        the identity, except for latent priors (decoded)."""
+        return samples
 
     def __call__(self, x_t: Tensor, t: Tensor | int) -> Tensor:
         return self.denoise(x_t, as_time_vector(t, x_t.shape[0], x_t.device))

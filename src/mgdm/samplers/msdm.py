@@ -51,8 +51,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mgdm.operators.mixing import Mixing
-from mgdm.priors.edm import EDMDenoiser, check_sigma_range, karras_sigmas
 from mgdm.priors.base import Denoiser
+from mgdm.priors.edm import EDMDenoiser, check_sigma_range, karras_sigmas
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers._common import check_real

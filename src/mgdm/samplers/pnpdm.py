@@ -52,8 +52,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mgdm.priors.edm import EDMDenoiser, check_sigma_range, geometric_sigmas
 from mgdm.priors.base import Denoiser
+from mgdm.priors.edm import EDMDenoiser, check_sigma_range, geometric_sigmas
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers._common import TASK_NAMES, Spectral, check_real, require_gaussian_noise

@@ -35,9 +35,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mgdm.diffusion.bridge import ddim_step
-from mgdm.priors.latent.problem import DecodedOperator, require_latent_problem
 from mgdm.operators.base import LinearOperator
 from mgdm.priors.base import Denoiser, as_time_vector
+from mgdm.priors.latent.problem import DecodedOperator, require_latent_problem
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers._common import (

@@ -54,8 +54,8 @@ from tqdm.auto import tqdm
 
 from mgdm.diffusion.bridge import ddim_step
 from mgdm.diffusion.schedules import Schedule, timestep_grid
-from mgdm.priors.latent.problem import require_latent_problem
 from mgdm.priors.base import Denoiser
+from mgdm.priors.latent.problem import require_latent_problem
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers._common import (

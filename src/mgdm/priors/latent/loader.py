@@ -26,6 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from mgdm.checkpoints import load_state_dict_checked, read_json_object, read_state_dict
+from mgdm.priors.diffusers_loader import (
+    load_diffusers_prior,
+    schedule_from_scheduler_config,
+)
 from mgdm.priors.latent.autoencoder import (
     KLAutoencoder,
     downsampling_factor,
@@ -33,10 +37,6 @@ from mgdm.priors.latent.autoencoder import (
     weights_file,
 )
 from mgdm.priors.latent.prior import LatentPrior
-from mgdm.priors.diffusers_loader import (
-    load_diffusers_prior,
-    schedule_from_scheduler_config,
-)
 from mgdm.priors.neural import PREDICTIONS, EpsilonNetworkPrior
 
 EMPTY_PROMPT_FILE = "empty_prompt_embedding.safetensors"

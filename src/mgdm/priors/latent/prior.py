@@ -13,8 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mgdm.priors.latent.autoencoder import IMAGE_RANGE, Autoencoder
 from mgdm.priors.base import Denoiser
+from mgdm.priors.latent.autoencoder import IMAGE_RANGE, Autoencoder
+from mgdm.priors.latent.problem import latent_problem
+from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 
 
@@ -31,6 +33,7 @@ class LatentPrior(Denoiser):
     """
 
     data_range = None
+    sample_space = "latent"
 
     def __init__(self, denoiser: Denoiser, autoencoder: Autoencoder):
         if tuple(denoiser.sample_shape) != tuple(autoencoder.latent_shape):
@@ -47,6 +50,19 @@ class LatentPrior(Denoiser):
     def image_shape(self) -> tuple[int, ...]:
         """``(C, H, W)`` of a decoded sample."""
         return tuple(self.autoencoder.image_shape)
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """The decoded shape, :attr:`image_shape`."""
+        return self.image_shape
+
+    def problem_in_sample_space(self, problem: Problem) -> Problem:
+        """The problem on latents, operator ``A ∘ Dec`` (:func:`latent_problem`)."""
+        return latent_problem(problem, self)
+
+    def samples_to_data(self, samples: Tensor) -> Tensor:
+        """Decoded images (:func:`decode_samples`)."""
+        return decode_samples(self, samples)
 
     def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
         """``D_t(z_t)`` on latents ``[B, *sample_shape]``."""

@@ -12,12 +12,16 @@ operator ``A`` and the autoencoder through :attr:`DecodedOperator.operator` and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor
 
-from mgdm.priors.latent.autoencoder import Autoencoder
-from mgdm.priors.latent.prior import LatentPrior
 from mgdm.operators.base import Operator
+from mgdm.priors.latent.autoencoder import Autoencoder
 from mgdm.problem import Problem
+
+if TYPE_CHECKING:  # the prior builds its problems with latent_problem
+    from mgdm.priors.latent.prior import LatentPrior
 
 
 class DecodedOperator(Operator):
