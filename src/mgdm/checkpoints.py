@@ -1,4 +1,5 @@
-"""Checkpoint I/O: reading state dicts and JSON configurations safely, and checked loading.
+"""Checkpoint I/O: reading state dicts and JSON configurations safely, checked loading, and
+file hashes.
 
 Weights are read from ``.safetensors`` files, or from torch files through
 ``torch.load(weights_only=True)``, which unpickles tensors and plain containers only: no code in
@@ -9,6 +10,7 @@ a pickled object, not a mapping from names to tensors) becomes a one-line ``Valu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from collections.abc import Mapping
@@ -104,6 +106,15 @@ def load_state_dict_checked(
             f"{len(mismatched)} shape mismatches [{listing(mismatched)}]."
         )
     module.load_state_dict(state_dict)
+
+
+def file_sha256(path: Path | str) -> str:
+    """The hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def one_line(error: BaseException | str) -> str:

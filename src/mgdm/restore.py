@@ -201,10 +201,9 @@ def write_grid(results: Sequence[Restoration], path: Path | str, titles: bool = 
     posterior mean and the per-pixel std (scaled to its own maximum, shown with its value).
     The file is written to a temporary name first, then moved into place
     (:func:`mgdm.files.atomic_path`)."""
-    import matplotlib
+    from mgdm.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from mgdm.tasks.figures import display_image, observation_display
 

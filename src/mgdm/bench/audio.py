@@ -84,16 +84,17 @@ from mgdm.audio.separate import (
 from mgdm.bench.gmm import mean_ci, parse_seeds
 from mgdm.bench.images import measure_peak_memory, name_key, reset_peak_memory, resolve_device
 from mgdm.bench.images_db import config_json
-from mgdm.bench.report import plot_compute_points, pyplot
+from mgdm.bench.report import plot_compute_points
 from mgdm.bench.store import check_database, check_settings, read_meta
+from mgdm.checkpoints import file_sha256
 from mgdm.files import check_output_dir, write_atomically
 from mgdm.operators.mixing import Mixing
 from mgdm.operators.noise import GaussianNoise
+from mgdm.plotting import pyplot
 from mgdm.problem import Problem
 from mgdm.random import derive_seed
 from mgdm.samplers.base import Sampler
 from mgdm.samplers.registry import parse_sampler_list, sampler_names
-from mgdm.train.latent import file_sha256
 
 SCHEMA_VERSION = 1
 """Version of the tables; a database of another version is refused."""

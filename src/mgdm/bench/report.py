@@ -23,7 +23,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from mgdm.bench.gmm import mean_ci
@@ -37,6 +36,7 @@ from mgdm.bench.images_db import (
     read_observations,
 )
 from mgdm.files import check_output_dir, write_atomically
+from mgdm.plotting import pyplot
 from mgdm.samplers._common import TASK_NAMES
 from mgdm.samplers.registry import sampler_names
 from mgdm.tasks.figures import display_image
@@ -206,15 +206,6 @@ def cost_table(selection: Selection) -> str:
 def report_markdown(selection: Selection, metric: str) -> str:
     """Both tables as one Markdown document."""
     return quality_table(selection, metric) + "\n\n" + cost_table(selection) + "\n"
-
-
-def pyplot() -> ModuleType:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_compute_points(

@@ -139,10 +139,9 @@ def run_gmm(args: argparse.Namespace) -> int:
             f"got {args.samples:,}."
         )
     out = check_output_dir(args.out, "--out")
-    import matplotlib
+    from mgdm.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     case = make_gmm_problem(2, 1, args.problem_seed)
     n = args.samples

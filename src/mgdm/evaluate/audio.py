@@ -368,7 +368,7 @@ def write_spectrogram_figure(
     """A PNG of ``S`` rows and 2 columns: the log-power spectrograms ``10 log10(frame power +
     1e-10)`` (frames of :func:`spectrum_frame`) of ``sample`` and ``reference``, both ``[S, L]``,
     on one colour scale."""
-    from mgdm.bench.report import pyplot
+    from mgdm.plotting import pyplot
 
     plt = pyplot()
     frame, hop = spectrum_frame(sample.shape[-1])

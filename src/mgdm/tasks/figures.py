@@ -100,10 +100,9 @@ def _psnr(estimate: Tensor, clean: Tensor) -> float:
 
 def task_figure(task: Task, path: Path, sigma_y: float = 0.05, seed: int = 0) -> Path:
     """Write the three-panel figure (clean, observation, reconstruction) of ``task`` to ``path``."""
-    import matplotlib
+    from mgdm.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     clean = synthetic_image(task.image_shape)[None]
     y = GaussianNoise(sigma_y).observe(task.operator(clean), SampleNoise([seed]))

@@ -34,7 +34,6 @@ and the networks have been checked, and removed when the run fails before its fi
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mgdm.checkpoints import file_sha256
 from mgdm.data.fashion_mnist import load_fashion_mnist
 from mgdm.devices import resolve_device
 from mgdm.diffusion.schedules import ddpm_linear
@@ -168,15 +168,6 @@ def locate_vae(path: Path | str) -> Path:
         f"no autoencoder in {path}: expected {path}/vae/config.json (the output of `mgdm train "
         "autoencoder`) or config.json."
     )
-
-
-def file_sha256(path: Path) -> str:
-    """The hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_latent_unet(
