@@ -1,4 +1,4 @@
-"""DPS, PGDM, DDNM+ and DiffPIR (baselines.md §2-5): exact-posterior accuracy, per-sample seeding,
+"""DPS, PGDM, DDNM+ and DiffPIR (docs/algorithms/dps.md, pgdm.md, ddnm.md, diffpir.md): exact-posterior accuracy, per-sample seeding,
 cost accounting, the update equations on a Gaussian prior, and input validation.
 
 The exact-posterior checks run on a reduced grid (K = 200 instead of the Reference's 1000) with
@@ -136,7 +136,7 @@ def _spec_moments(
 ) -> tuple[float, float]:
     """Mean and variance of one spectral coordinate of each method's output under the prior
     N(0, I) (where ``D_t(x) = sqrt(abar_t) x``), propagated through the equations of
-    baselines.md with scalar float64 algebra; ``s = 0`` is a null-space coordinate."""
+    docs/algorithms/ddnm.md with scalar float64 algebra; ``s = 0`` is a null-space coordinate."""
     schedule = gmm_benchmark()
     grid = timestep_grid(num_steps).tolist()
     last = 0 if method == "ddnm" else 1
@@ -266,7 +266,7 @@ def test_cost_counts(name: str, forward: int, backward: int, gmm: GMMProblem) ->
 
 
 def test_reference_costs() -> None:
-    """The full grid gives the counts of baselines.md §1."""
+    """The full grid gives the counts of docs/algorithms/README.md §4."""
     assert DPSConfig().network_calls() == (1, 998)
     assert PGDMConfig().network_calls() == (1, 998)
     assert DDNMConfig().network_calls() == (999, 0)

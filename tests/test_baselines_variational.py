@@ -1,4 +1,4 @@
-"""RED-diff, DAPS and PnP-DM (baselines.md §6-8) and the VP -> EDM adapter (§0).
+"""RED-diff, DAPS and PnP-DM (docs/algorithms/reddiff.md, daps.md, pnpdm.md) and the VP -> EDM adapter (docs/algorithms/README.md §2.6).
 
 Exact-posterior checks run on the 8-d, 25-component Gaussian mixture of
 :func:`mgdm.gmm_problem.make_gmm_problem` with ``obs_dim = 2``. To stay fast on two CPU

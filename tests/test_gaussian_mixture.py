@@ -94,7 +94,7 @@ def test_posterior_matches_importance_sampling_in_2d(gmm_2d):
 
 def test_posterior_components_match_the_dense_formulas(gmm_2d):
     """C_i = (Sigma^-1 + A^T A / s^2)^-1, m_i = C_i(Sigma^-1 mu + A^T y / s^2), and the
-    weights by the equivalent evidence form of tasks.md §5.2."""
+    weights by the equivalent evidence form of docs/algorithms/problems.md §3."""
     from torch.distributions import MultivariateNormal
 
     matrix = torch.tensor([[0.3, -1.2]], dtype=torch.float64)

@@ -101,7 +101,7 @@ def _sw_to(reference: torch.Tensor, samples: torch.Tensor) -> float:
 
 def test_prior_only_run_recovers_the_prior():
     """G = 0: the fit returns the bridge prior, so MGDM is a Gibbs sampler of the unconditional
-    backward process and must reproduce the prior (mgdm-algorithm.md §8)."""
+    backward process and must reproduce the prior (docs/algorithms/mgdm.md §11)."""
     means = torch.tensor([[-3.0, 0.0], [3.0, 2.0]])
     prior = GaussianMixture(means, torch.tensor([0.7, 0.3]), 0.5, gmm_benchmark())
     problem = Problem(DenseOperator(torch.eye(2)), torch.zeros(2), GaussianNoise(1.0))

@@ -172,7 +172,7 @@ def test_blur_without_svd_has_no_pseudo_inverse() -> None:
 
 
 def test_separable_blur_matches_the_reference_rank_at_256() -> None:
-    # DDRM's Deblurring with a sigma-3 Gaussian keeps 73 of the 256 1-D singular values (tasks.md)
+    # DDRM's Deblurring with a sigma-3 Gaussian keeps 73 of the 256 1-D singular values (docs/tasks.md)
     op = ZeroBoundarySeparableBlur((1, 256, 256), gaussian_window(3.0, 25))
     assert op.svd.rank_size == 73 * 73
     # without truncation it is exactly the zero-boundary separable convolution

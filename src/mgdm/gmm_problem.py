@@ -1,4 +1,4 @@
-"""The Gaussian-mixture exact-posterior problems of the MCGdiff protocol (tasks.md §5.1).
+"""The Gaussian-mixture exact-posterior problems of the MCGdiff protocol (docs/algorithms/problems.md §2).
 
 Prior: 25 components ``N(mu_ij, I_d)`` with ``mu_ij = (8i, 8j, 8i, 8j, …)``, ``i, j in -2…2``,
 weights ``w ∝ xi^2`` with ``xi ~ N(0, 1)`` (MCGdiff's rule; the MGDM repository's ``gmm_25``

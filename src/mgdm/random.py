@@ -5,7 +5,7 @@ of ``(seed, k, element index)``, computed with the splitmix64 mixer and Box-Mull
 vectorised integer tensor arithmetic. Consequences:
 
 * a sample's output depends only on its own seed, never on the batch size or on which other
-  samples share the batch (the convention of ``design.md``);
+  samples share the batch (the convention of docs/algorithms/README.md §2.8);
 * results are the same on every device, since no device generator is involved;
 * drawing is as cheap as one fused elementwise kernel, whatever the batch size.
 

@@ -10,7 +10,7 @@ For integer times ``s <= t <= u`` (early, query, late), with ``a_ts = abar_t/aba
 
 ``eta = 1`` is the exact bridge of the VP process (with ``s = 0`` the DDPM posterior
 ``q(x_t | x_0, x_u)``); ``eta = 0`` is the deterministic DDIM map. ``t = s`` returns ``x_s``.
-Coefficients are computed in float64 and cast to the state's dtype (mgdm-algorithm.md §2).
+Coefficients are computed in float64 and cast to the state's dtype (docs/algorithms/mgdm.md §2).
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def schedule_from_betas(betas: Tensor, name: str = "ddpm") -> Schedule:
     """Our schedule from DDPM betas ``[1000]``: ``abar[k] = abar_DDPM[k - 1]``, ``abar[0] = 1``.
 
     ``abar_DDPM = cumprod(1 - betas)`` clipped to ``[1e-6, 1]``, then 1.0 prepended: the network
-    is called with the raw integer ``k`` (one DDPM step of offset, see mgdm-algorithm.md §1).
+    is called with the raw integer ``k`` (one DDPM step of offset, see docs/algorithms/README.md §2.2).
     """
     betas = torch.as_tensor(betas, dtype=torch.float64).reshape(-1)
     if betas.numel() != NUM_TIMESTEPS:

@@ -1,6 +1,6 @@
 """Forward operators ``A`` of inverse problems ``y = A(x) + noise``.
 
-Conventions (design.md):
+Conventions (docs/algorithms/README.md §2):
 
 * ``A`` maps a batch ``[B, *input_shape]`` to ``[B, *output_shape]``, batched and differentiable.
 * Images live in ``[-1, 1]``; the noise level of a problem is in the units of ``A(x)`` for ``x``

@@ -3,8 +3,8 @@
 * :class:`Blur`: ``A x = k * x`` (true convolution, per channel, "same" size) with reflection
   padding, as the Reference's ``blur`` and ``motion_blur`` tasks. Reflection padding has no cheap
   exact SVD, so these operators offer ``A`` and ``A^T`` only.
-* :class:`GaussianBlur`, :class:`MotionBlur`: :class:`Blur` with the kernels of tasks.md §2.1 and
-  §3 (:func:`gaussian_kernel`, :func:`motion_kernel`).
+* :class:`GaussianBlur`, :class:`MotionBlur`: :class:`Blur` with the kernels of docs/tasks.md (tasks 1-5,
+  and "Scaling to small images"): :func:`gaussian_kernel`, :func:`motion_kernel`.
 * :class:`ZeroBoundarySeparableBlur`: the Reference's ``blur_svd`` (DDRM's ``Deblurring``), a
   separable blur with zero boundaries whose small 1-D singular values are dropped. It has an exact
   matrix-free SVD and is an *approximation* of :class:`GaussianBlur`, for SVD-based samplers.
@@ -99,7 +99,7 @@ def resample_kernel(kernel: Tensor, size: int) -> Tensor:
     """Area-average a square ``[k, k]`` kernel onto ``[size, size]`` and renormalise to sum 1.
 
     Exact area averaging: ``K' = R K R^T`` with ``R[i, j]`` the overlap of source pixel
-    ``[j, j + 1)`` with target pixel ``[i k / size, (i + 1) k / size)`` (tasks.md §3, motion blur).
+    ``[j, j + 1)`` with target pixel ``[i k / size, (i + 1) k / size)`` (docs/tasks.md, "Scaling to small images", motion blur).
     """
     source = kernel.shape[-1]
     edges_target = torch.arange(size + 1, dtype=torch.float64) * (source / size)
@@ -196,7 +196,7 @@ class MotionBlur(Blur):
 
     The trajectory is drawn at ``trajectory_size`` (61: the Reference's size at 256 px) and, when
     ``kernel_size`` differs, area-resampled to ``kernel_size`` (:func:`resample_kernel`), so that
-    a small image sees the same relative motion (tasks.md §3).
+    a small image sees the same relative motion (docs/tasks.md, "Scaling to small images").
     """
 
     def __init__(

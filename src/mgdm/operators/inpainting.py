@@ -11,7 +11,7 @@ from mgdm.operators.base import LinearOperator, SelectionSVD, image_shape_of
 class Inpainting(LinearOperator):
     """``A x = x[mask]``: ``[B, C, H, W] -> [B, m]``, the ``m`` kept entries in row-major order.
 
-    As in the Reference, only the kept entries are observed (tasks.md §1, "Masks"); the adjoint
+    As in the Reference, only the kept entries are observed (docs/tasks.md, "3. Box inpainting"); the adjoint
     ``A^T y`` writes them back and fills the missing entries with 0 (mid grey in ``[-1, 1]``).
     ``A A^T = I``, every singular value is 1 and ``A^+ = A^T``; ``V`` is the permutation that puts
     the kept entries first (:class:`SelectionSVD`).

@@ -1,4 +1,4 @@
-"""Differentiable JPEG compression (encode + decode) as a forward operator (tasks.md §2.2).
+"""Differentiable JPEG compression (encode + decode) as a forward operator (docs/tasks.md, "7. JPEG").
 
 The pipeline, for ``x`` in ``[-1, 1]`` and ``u = 255 (x + 1) / 2``:
 

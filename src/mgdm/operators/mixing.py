@@ -1,6 +1,6 @@
 """The mixing operator of source separation: the mix is the sum of the stems.
 
-``A x = sum_s x[s]`` for ``x`` of shape ``[S, L]``, i.e. ``A = [1 … 1] ⊗ I_L`` (tasks.md §4).
+``A x = sum_s x[s]`` for ``x`` of shape ``[S, L]``, i.e. ``A = [1 … 1] ⊗ I_L`` (docs/algorithms/problems.md §1).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ class NetworkOperator(Operator):
     """``A(x) = module(x)``: ``[B, *input_shape] -> [B, *output_shape]``, by autograd.
 
     The module is put in evaluation mode (no dropout, frozen batch-norm statistics) and must be
-    deterministic: any random input it needs (bkse's kernel code ``k``, tasks.md §2.4) is drawn
+    deterministic: any random input it needs (bkse's kernel code ``k``, docs/tasks.md, "9. Non-linear deblurring") is drawn
     once, from a seed, and held by the module. Range conventions are the module's business: wrap
     it (e.g. in ``torch.nn.Sequential``) so that it reads and writes ``[-1, 1]`` images.
 

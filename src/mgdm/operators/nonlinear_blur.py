@@ -2,7 +2,7 @@
 
 The paper's non-linear deblurring task runs a pretrained blur network (bkse's GOPRO
 "KernelWizard") whose weights cannot be obtained here. :class:`SaturatedBlur` is the offline
-surrogate (b) of tasks.md §3, a *different task*: its numbers are not comparable with the paper's.
+surrogate (b) of docs/tasks.md, "Scaling to small images", a *different task*: its numbers are not comparable with the paper's.
 A user who holds the network wraps it with :class:`mgdm.operators.network.NetworkOperator`.
 """
 
@@ -20,7 +20,7 @@ from mgdm.operators.blur import Blur
 class SaturatedBlur(Operator):
     """``A(x) = tanh(beta (k * x)) / tanh(beta)``: ``[B, C, H, W] -> [B, C, H, W]``.
 
-    ``k * x`` is the reflection-padded blur ``blur`` (tasks.md §3 uses the scaled motion kernel,
+    ``k * x`` is the reflection-padded blur ``blur`` (docs/tasks.md, "Scaling to small images" uses the scaled motion kernel,
     :class:`~mgdm.operators.blur.MotionBlur`), followed by an S-shaped sensor response that maps
     ``[-1, 1]`` onto itself, nearly linear around 0 and compressing the extremes (``beta = 2``: a
     slope of ``2 / tanh(2) = 2.07`` at 0 and ``0.15`` at ``+-1``). Deterministic: the kernel is

@@ -19,7 +19,7 @@ class PhaseRetrieval(Operator):
     ``P`` zero-pads ``p_h = int(oversampling / 8 * H)`` rows and ``p_w = int(oversampling / 8 * W)``
     columns on each side (the Reference's rule, with the image size in place of its hard-coded
     256: 32 -> 48, 64 -> 96, 256 -> 384 for ``oversampling = 2``); ``FFT2`` is the orthonormal 2-D
-    DFT per channel, centred by ``ifftshift`` before and ``fftshift`` after (tasks.md §2.3).
+    DFT per channel, centred by ``ifftshift`` before and ``fftshift`` after (docs/tasks.md, "8. Phase retrieval").
 
     The magnitude does not change under a circular translation of the padded image, under
     ``u -> -u`` (``x -> -x - 2``), nor under the point reflection ``u[n] -> u[-n mod N]`` (the

@@ -15,7 +15,7 @@ class SuperResolution(LinearOperator):
 
     Per channel ``A A^T = r^-2 I``: every singular value is ``1/r``, ``A^+ = r^2 A^T`` is
     nearest-neighbour upsampling, and the SVD is matrix-free (:class:`GroupMeanSVD` over the
-    ``r x r`` blocks). This is DDRM's ``SuperResolution`` (tasks.md §2.1).
+    ``r x r`` blocks). This is DDRM's ``SuperResolution`` (docs/tasks.md, tasks 1-5).
 
     Args:
         image_shape: ``(C, H, W)``; ``H`` and ``W`` must be multiples of ``factor``.

@@ -1,6 +1,6 @@
 """EDM-style (variance-exploding) view of a VP integer-time prior, and EDM noise-level grids.
 
-DAPS and PnP-DM (baselines.md §0, §7, §8) are written for an EDM denoiser ``D(x; sigma)``: the
+DAPS and PnP-DM (docs/algorithms/README.md §2.6, daps.md, pnpdm.md) are written for an EDM denoiser ``D(x; sigma)``: the
 posterior mean ``E[x_0 | x]`` for ``x = x_0 + sigma n``, ``n ~ N(0, I)``. A VP prior at time ``k``
 is exactly such a denoiser at the level ``sigma_k = sqrt((1 - abar_k) / abar_k)``, after the input
 scaling ``x_vp = sqrt(abar_k) x = x / sqrt(1 + sigma_k^2)``::

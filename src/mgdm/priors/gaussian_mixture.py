@@ -13,9 +13,9 @@ Noised marginal at time t (``a = abar_t``): ``p_t = sum_i w_i N(sqrt(a) mu_i, Ga
     p_{0|t}   = sum_i r_i N(mu_i + sqrt(a) Sigma_i Gamma_i^{-1}(x - sqrt(a) mu_i),
                             Sigma_i - a Sigma_i Gamma_i^{-1} Sigma_i)
 
-(tasks.md §5.3). All computations run in float64, responsibilities by log-sum-exp.
+(docs/algorithms/problems.md §4). All computations run in float64, responsibilities by log-sum-exp.
 
-The exact posterior under ``y = A x + sigma_y eps`` (tasks.md §5.2) is again a mixture; it is
+The exact posterior under ``y = A x + sigma_y eps`` (docs/algorithms/problems.md §3) is again a mixture; it is
 sampled without any ``d x d`` matrix by Matheron's rule: draw ``x ~ N(mu_i, Sigma_i)`` and
 ``e ~ N(0, sigma_y^2 I)``, then ``x + Sigma_i A^T S_i^{-1} (y - A x - e)`` with
 ``S_i = A Sigma_i A^T + sigma_y^2 I`` is a draw of component i's posterior.

@@ -1,7 +1,7 @@
-"""The image restoration tasks by name: operator, scaled to any image size (tasks.md §2-3).
+"""The image restoration tasks by name: operator, scaled to any image size (docs/tasks.md).
 
 The paper ran every task on 256 x 256 RGB images. For an ``H x W`` image the registry applies the
-scaling rules of tasks.md §3 (a proposal: the same difficulty in relative terms), with
+scaling rules of docs/tasks.md, "Scaling to small images" (a proposal: the same difficulty in relative terms), with
 ``n = min(H, W)`` where a single size is needed:
 
 * box: rows ``[floor(50 H/256), floor(200 H/256))`` x columns

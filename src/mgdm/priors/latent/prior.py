@@ -3,9 +3,9 @@
 A latent prior is a diffusion model on latents ``z`` (``[C_z, h, w]``) with an autoencoder whose
 decoder maps them to images ``x = Dec(z)`` in ``[-1, 1]``. The samplers see only the denoiser on
 ``z``; the likelihood reaches ``z`` through the decoder, ``g(z) := g(Dec(z))``
-(mgdm-algorithm.md §1, :func:`mgdm.priors.latent.problem.latent_problem`). Samplers return latents,
+(docs/algorithms/README.md §2.1, :func:`mgdm.priors.latent.problem.latent_problem`). Samplers return latents,
 never clamped (``data_range = None``); :func:`decode_samples` turns them into images: decoded
-first, then clamped to ``[-1, 1]`` (mgdm-algorithm.md §4.8).
+first, then clamped to ``[-1, 1]`` (docs/algorithms/mgdm.md §3.4).
 """
 
 from __future__ import annotations
