@@ -24,13 +24,14 @@ from mgdm.priors.gaussian_mixture import GaussianMixture
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers import ddnm, diffpir, dps, pgdm
-from mgdm.samplers._common import TASK_NAMES, task_config
+from mgdm.samplers._common import task_config
 from mgdm.samplers.base import Sampler
 from mgdm.samplers.ddnm import DDNM, DDNMConfig
 from mgdm.samplers.diffpir import DiffPIR, DiffPIRConfig, zeta_to_ddim_eta
 from mgdm.samplers.dps import DPS, DPSConfig
 from mgdm.samplers.pgdm import PGDM, PGDMConfig
 from mgdm.samplers.registry import sampler_class
+from mgdm.samplers.settings import TASK_NAMES
 
 SAMPLERS: dict[str, type[Sampler]] = {"dps": DPS, "pgdm": PGDM, "ddnm": DDNM, "diffpir": DiffPIR}
 

@@ -24,11 +24,12 @@ from mgdm.priors.gaussian_mixture import GaussianMixture
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers import daps, pnpdm, reddiff
-from mgdm.samplers._common import TASK_NAMES, Spectral
+from mgdm.samplers._common import Spectral
 from mgdm.samplers._langevin import langevin
 from mgdm.samplers.daps import DAPS, DAPSConfig
 from mgdm.samplers.pnpdm import PnPDM, PnPDMConfig
 from mgdm.samplers.reddiff import REDDiff, REDDiffConfig
+from mgdm.samplers.settings import TASK_NAMES
 
 N_SAMPLES = 200
 N_EXACT = 1000

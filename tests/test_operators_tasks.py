@@ -9,7 +9,7 @@ import torch
 
 from mgdm.cli import main
 from mgdm.operators import Inpainting
-from mgdm.samplers._common import TASK_NAMES
+from mgdm.samplers.settings import TASK_NAMES
 from mgdm.tasks import TASKS, make_task, scaled_kernel_size
 from mgdm.tasks.figures import synthetic_image
 

@@ -19,10 +19,11 @@
 
 The stems come out at the prior's sample rate, cut to the length of the resampled mix.
 
-**Samplers** (``sampler`` by name): ``mgdm`` runs the audio preset of MGDM
-(:func:`audio_mgdm_config`, mgdm-algorithm.md §5), ``msdm`` the Dirac separator
-(:mod:`mgdm.samplers.msdm`), and the other registered samplers run with their audio settings
-from baselines.md (:data:`AUDIO_SAMPLER_DEFAULTS`); a :class:`~mgdm.samplers.base.Sampler`
+**Samplers** (``sampler`` by name) run with their ``audio`` settings
+(:meth:`~mgdm.samplers.settings.SamplerConfig.settings`, docs/algorithms/README.md §5): ``mgdm``
+the audio preset of MGDM (:func:`audio_mgdm_config`, docs/algorithms/mgdm.md §8), ``msdm`` the
+Dirac separator (:mod:`mgdm.samplers.msdm`), the baselines the Reference's audio values that
+each sampler module declares (``AUDIO_DEFAULTS``); a :class:`~mgdm.samplers.base.Sampler`
 instance is used as given.
 
 **Accepted input** (anything else is a one-line ``ValueError`` before a prior is loaded):
@@ -52,7 +53,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,8 @@ from mgdm.priors.catalog import ASSETS_DIR
 from mgdm.problem import Problem
 from mgdm.random import derive_seed
 from mgdm.samplers.base import Sampler
-from mgdm.samplers.mgdm import MGDM, REFERENCE_GRADIENT_STEPS, MGDMConfig
-from mgdm.samplers.msdm import MSDM
+from mgdm.samplers.mgdm import MGDMConfig
 from mgdm.samplers.registry import build_sampler
-from mgdm.samplers.step_schedule import StepSchedule
 
 AudioDenoiser = AudioPrior | IndependentStemsPrior
 
@@ -109,60 +108,17 @@ MAX_SAMPLE_RATE = 384_000
 MAX_MIX_SECONDS = 1_200
 """The longest mix, in seconds (module docstring, *Accepted input*)."""
 
-AUDIO_SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dps": {"gamma": 1.0},
-    "daps": {
-        "sigma_max": 20.0,
-        "sigma_min": 1e-3,
-        "ode_sigma_min": 1e-4,
-        "lr": 1e-5,
-        "tau": 0.005,
-        "lr_min_ratio": 1e-3,
-    },
-    "pnpdm": {
-        "rho_min": 1e-3,
-        "force_langevin": True,
-        "langevin_step_size": 1e-9,
-        "sigma_max": 20.0,
-        "sigma_min": 5e-4,
-    },
-}
-"""The Reference's audio settings of the baselines (baselines.md); PGDM, DDNM+ (eta 0.85),
-DiffPIR (zeta 1) and RED-diff use their defaults. PnP-DM's VE grid spans the audio prior's
-sigma range (5e-4 … 20, :func:`mgdm.audio.prior.msdm_schedule`): baselines.md gives only its
-``rho_min``, and the image grid's ``sigma_min = 0.02`` would exceed ``rho_min = 1e-3``."""
-
-
 def audio_mgdm_config(**overrides: Any) -> MGDMConfig:
-    """MGDM's Reference audio configuration (mgdm-algorithm.md §5), then ``overrides``.
-
-    K = 20 grid points (17 outer steps), R = 6 Gibbs sweeps, M = 15 chain points, ``mix`` rule
-    with threshold 13 and ``min_index`` 10, ``G(i) = 20`` for ``i >= K - 10`` else 3, Adam with
-    a constant absolute learning rate 0.005, eta 1: 1,020 VJPs and about 1,430 forward calls per
-    window. Use it with ``sigma_y = 1e-4`` (:data:`AUDIO_SIGMA_Y`) in the likelihood.
-    """
-    config = MGDMConfig(
-        num_steps=20,
-        gibbs_sweeps=6,
-        denoising_steps=15,
-        eta=1.0,
-        index_rule="mix",
-        threshold=13,
-        min_index=10,
-        gradient_steps=REFERENCE_GRADIENT_STEPS,
-        learning_rate=StepSchedule.constant(0.005),
-        lr_mode="absolute",
-    )
-    return replace(config, **overrides)
+    """MGDM's Reference audio configuration (the ``audio`` preset of
+    :data:`mgdm.samplers.mgdm.PRESETS`, docs/algorithms/mgdm.md §8), then ``overrides``. Use it
+    with ``sigma_y = 1e-4`` (:data:`AUDIO_SIGMA_Y`) in the likelihood."""
+    return MGDMConfig.settings("audio", **overrides)
 
 
 def audio_sampler(name: str, **overrides: Any) -> Sampler:
-    """The sampler ``name`` with its audio settings (module docstring), then ``overrides``."""
-    if name == "mgdm":
-        return MGDM(audio_mgdm_config(**overrides))
-    if name == "msdm":
-        return MSDM(**overrides)
-    return build_sampler(name, **{**AUDIO_SAMPLER_DEFAULTS.get(name, {}), **overrides})
+    """The sampler ``name`` with its audio settings, then ``overrides``:
+    ``build_sampler(name, "audio", **overrides)`` (module docstring)."""
+    return build_sampler(name, "audio", **overrides)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -38,20 +38,13 @@ SamplerSpec = Sampler | Callable[[GMMProblem], Sampler]
 """A sampler, or a function building one for a given problem (problem-dependent settings)."""
 
 
-def daps_for_gmm(base: Sampler) -> Callable[[GMMProblem], Sampler]:
-    """DAPS with settings that transfer to this benchmark's scale.
-
-    DAPS's image defaults are in pixel units of ``[-1, 1]`` images (Langevin likelihood std
-    ``tau = 0.01``, step ``lr = 5e-5``); on mixtures whose modes lie 8-16 apart, observed with
-    ``sigma_y`` of order 0.1-1, that step leaves the Langevin chain frozen. Here ``tau`` is the
-    problem's ``sigma_y`` and ``lr = 0.5 sigma_y^2 / s_max^2`` (``s_max`` the largest singular
-    value of A): the same step x curvature (0.5) as the image default gives for inpainting.
-    """
+def fitted_to_problem(sampler: Sampler) -> Callable[[GMMProblem], Sampler]:
+    """``sampler`` with, for each problem, its settings that depend on the problem
+    (:meth:`~mgdm.samplers.settings.SamplerConfig.for_problem` in the ``gmm`` domain: DAPS's
+    Langevin ``tau`` and ``lr``; the other samplers' configurations are unchanged)."""
 
     def build(case: GMMProblem) -> Sampler:
-        s_max = float(case.problem.operator.svd.singular_values.max())
-        lr = 0.5 * case.sigma_y**2 / s_max**2
-        return type(base)(replace(base.config, tau=None, lr=lr))
+        return type(sampler)(sampler.config.for_problem("gmm", case.problem))
 
     return build
 

@@ -80,9 +80,9 @@ from mgdm.priors.kernel_density import KernelDensityPrior
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise, derive_seed
 from mgdm.restore import prior_image_shape
-from mgdm.samplers._common import TASK_NAMES
 from mgdm.samplers.base import Sampler
 from mgdm.samplers.registry import build_sampler, parse_sampler_list
+from mgdm.samplers.settings import TASK_NAMES
 from mgdm.tasks.registry import TASKS, Task, make_task
 
 FASHION_MNIST_TEST = "fashion-mnist-test"

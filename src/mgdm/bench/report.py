@@ -37,8 +37,8 @@ from mgdm.bench.images_db import (
 )
 from mgdm.files import check_output_dir, write_atomically
 from mgdm.plotting import pyplot
-from mgdm.samplers._common import TASK_NAMES
 from mgdm.samplers.registry import sampler_names
+from mgdm.samplers.settings import TASK_NAMES
 from mgdm.tasks.figures import display_image
 
 HIGHER_IS_BETTER: dict[str, bool] = {

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 
 from mgdm.bench.gmm import (
-    daps_for_gmm,
+    fitted_to_problem,
     parse_seeds,
     pivot_table,
     read_json,
@@ -17,8 +16,8 @@ from mgdm.bench.gmm import (
 )
 from mgdm.commands.arguments import device, positive_float, positive_int
 from mgdm.files import check_output_file
-from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig, preset
-from mgdm.samplers.registry import parse_sampler_list, sampler_class
+from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig
+from mgdm.samplers.registry import build_sampler, parse_sampler_list, sampler_class
 from mgdm.samplers.step_schedule import StepSchedule
 
 
@@ -69,7 +68,7 @@ def mgdm_config_from_args(args: argparse.Namespace) -> MGDMConfig:
         overrides["learning_rate"] = StepSchedule.parse(args.lr)
     if getattr(args, "per_sample_index", None):
         overrides["per_sample_index"] = args.per_sample_index == "yes"
-    return replace(preset(args.preset), **overrides)
+    return MGDMConfig.settings("gmm", preset=args.preset, **overrides)
 
 
 def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
@@ -172,16 +171,15 @@ def run(args: argparse.Namespace) -> int:
     mgdm_config = mgdm_config_from_args(args)  # checked even when no MGDM runs
     samplers = []
     for name in parse_sampler_list(args.samplers, domain="vector"):
-        cls = sampler_class(name)
         label = name
         if name == "mgdm":
-            sampler = cls(mgdm_config)
+            sampler = sampler_class(name)(mgdm_config)
             label = args.mgdm_label or ("mgdm" if args.preset == "default" else f"mgdm-{args.preset}")
         else:
-            sampler = cls()
+            sampler = build_sampler(name, "gmm")
         if args.budget is not None:
             sampler = sampler.with_budget(args.budget)
-        samplers.append((label, daps_for_gmm(sampler) if name == "daps" else sampler))
+        samplers.append((label, fitted_to_problem(sampler)))
     on_rows = (lambda rows: write_json(rows, args.json)) if args.json else None
     rows = run_benchmark(
         args.dim, args.obs_dim, seeds, samplers, args.samples, args.directions, args.device,

@@ -1,4 +1,4 @@
-"""Helpers shared by the grid baselines DPS, PGDM, DDNM+ and DiffPIR (baselines.md §2-5).
+"""Helpers shared by the grid baselines DPS, PGDM, DDNM+ and DiffPIR (docs/algorithms/dps.md, pgdm.md, ddnm.md, diffpir.md).
 
 * the time grid: every one of them walks ``T_j = timestep_grid(K)[j]`` (``int(linspace(0, 999,
   K))``; ``K = 1000`` is the Reference's full grid ``T_j = j``) backwards, one network call per
@@ -6,8 +6,8 @@
 * the equal-budget rule: the grid size ``K`` that gives a requested number of network calls;
 * capability checks that name the operator (SVD, Gaussian noise);
 * spectral coordinates ``x̄ = V^T x`` of an operator ``A = U diag(s) V^T``;
-* the per-task presets: each sampler module keeps its Reference values as a dict keyed by
-  :data:`TASK_NAMES`, and :func:`task_config` applies one.
+* :func:`task_config`, one task's Reference values from a module's ``TASK_DEFAULTS`` (keyed by
+  :data:`mgdm.samplers.settings.TASK_NAMES`), strictly: an unknown task is an error.
 """
 
 from __future__ import annotations
@@ -21,20 +21,6 @@ from torch import Tensor
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, timestep_grid
 from mgdm.operators.base import Operator, SingularValueDecomposition
 from mgdm.problem import Problem
-
-TASK_NAMES: tuple[str, ...] = (
-    "sr4",
-    "sr16",
-    "box_inpainting",
-    "half_mask",
-    "gaussian_blur",
-    "motion_blur",
-    "jpeg",
-    "phase_retrieval",
-    "nonlinear_blur",
-    "hdr",
-)
-"""The ten image tasks (tasks.md §2), the keys of every sampler module's ``TASK_DEFAULTS``."""
 
 SVD_FREE_SAMPLERS = (
     "dps, mgdm, reddiff, daps, pnpdm (Langevin likelihood step) and, for linear operators with "
@@ -177,7 +163,8 @@ def task_config(
     """A validated ``config_class`` with the Reference values of ``task``, then ``overrides``.
 
     Example: ``task_config(DPSConfig, dps.TASK_DEFAULTS, "sr4", num_steps=200)``.
-    ``ValueError`` for a task outside ``task_defaults`` (the keys are :data:`TASK_NAMES`).
+    ``ValueError`` for a task outside ``task_defaults``; :meth:`~mgdm.samplers.settings.
+    SamplerConfig.settings` is the lenient entry point that applications use.
     """
     if task not in task_defaults:
         raise ValueError(

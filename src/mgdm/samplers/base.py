@@ -24,6 +24,7 @@ from torch import Tensor
 from mgdm.priors.base import Denoiser
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
+from mgdm.samplers.settings import SamplerConfig
 
 
 @dataclass(frozen=True)
@@ -103,17 +104,19 @@ class CountingDenoiser(Denoiser):
         return method(x_t, t, noise)
 
 
-ConfigT = TypeVar("ConfigT")
+ConfigT = TypeVar("ConfigT", bound=SamplerConfig)
 
 
 class Sampler(ABC, Generic[ConfigT]):
     """Base class: validation, seeding, cost accounting and the final clamp.
 
-    Subclasses set ``name`` and ``config_class`` and implement :meth:`run`.
+    Subclasses set ``name`` and ``config_class`` (a :class:`~mgdm.samplers.settings.SamplerConfig`,
+    which holds the method's presets and per-domain and per-task settings) and implement
+    :meth:`run`.
     """
 
     name: ClassVar[str]
-    config_class: ClassVar[type]
+    config_class: ClassVar[type[SamplerConfig]]
     domains: ClassVar[tuple[str, ...]] = ("image", "latent", "audio", "vector")
     """The problem domains the method is meant for; ``"all"`` in a domain's sampler list means
     the registered samplers of that domain."""

@@ -1,5 +1,5 @@
 """DAPS: decoupled annealing posterior sampling (Zhang et al., arXiv 2407.01521), as the MGDM
-Reference runs it (baselines.md §7).
+Reference runs it (docs/algorithms/daps.md).
 
 Annealing levels ``sigma_0 > … > sigma_{N-1}`` on the poly-7 grid from ``sigma_max`` to
 ``sigma_min`` (:func:`mgdm.priors.edm.karras_sigmas`) and ``sigma_N = 0``. Starting from
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -49,9 +50,10 @@ from mgdm.priors.base import Denoiser
 from mgdm.priors.edm import EDMDenoiser, check_sigma_range, karras_sigmas
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
-from mgdm.samplers._common import require_gaussian_noise
+from mgdm.samplers._common import require_gaussian_noise, require_svd
 from mgdm.samplers._langevin import check_count, check_positive, langevin
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.settings import Domain, SamplerConfig, Values
 
 TASK_DEFAULTS: dict[str, dict[str, float]] = {
     "sr4": {"lr": 1e-4},
@@ -65,17 +67,26 @@ TASK_DEFAULTS: dict[str, dict[str, float]] = {
     "nonlinear_blur": {"lr": 5e-5},
     "hdr": {"lr": 2e-5},
 }
-"""Reference Langevin learning rate per image task (baselines.md §7); Gaussian blur and JPEG are
-not listed there and take the default 5e-5. The Reference's audio settings (VE denoiser) are
-``sigma_max = 20, sigma_min = 1e-3, ode_sigma_min = 1e-4, lr = 1e-5, tau = 0.005,
-lr_min_ratio = 1e-3``."""
+"""Reference Langevin learning rate per image task (docs/algorithms/daps.md); Gaussian blur and JPEG are
+not listed there and take the default 5e-5."""
+
+AUDIO_DEFAULTS: dict[str, float] = {
+    "sigma_max": 20.0,
+    "sigma_min": 1e-3,
+    "ode_sigma_min": 1e-4,
+    "lr": 1e-5,
+    "tau": 0.005,
+    "lr_min_ratio": 1e-3,
+}
+"""The Reference's audio settings (VE denoiser; docs/algorithms/README.md §5)."""
+
 
 MIN_ANNEALING_STEPS = 2
 """The poly-7 annealing grid needs two levels (``sigma_max`` and ``sigma_min``)."""
 
 
 @dataclass(frozen=True)
-class DAPSConfig:
+class DAPSConfig(SamplerConfig):
     """Hyperparameters of DAPS. Field defaults are the Reference's image configuration.
 
     Attributes:
@@ -91,6 +102,9 @@ class DAPSConfig:
         tau: likelihood std inside Langevin, in the units of ``A(x)`` for ``x`` in ``[-1, 1]``;
             ``None``: the problem's ``sigma_y`` (needs Gaussian noise).
     """
+
+    task_defaults = TASK_DEFAULTS
+    domain_defaults: ClassVar[Mapping[Domain, Values]] = {"audio": AUDIO_DEFAULTS}
 
     annealing_steps: int = 200
     ode_steps: int = 5
@@ -136,6 +150,23 @@ class DAPSConfig:
         """``(forward-only, forward+backward)`` network calls per sample: ``(N * ode_steps, 0)``."""
         return self.annealing_steps * self.ode_steps, 0
 
+    def for_problem(self, domain: Domain, problem: Problem) -> DAPSConfig:
+        """On the Gaussian-mixture benchmark (``gmm``), this configuration with settings that
+        transfer to its scale; unchanged in other domains.
+
+        The image defaults are in pixel units of ``[-1, 1]`` images (Langevin likelihood std
+        ``tau = 0.01``, step ``lr = 5e-5``); on mixtures whose modes lie 8-16 apart, observed
+        with ``sigma_y`` of order 0.1-1, that step leaves the Langevin chain frozen. Here ``tau``
+        is the problem's ``sigma_y`` (``None``) and ``lr = 0.5 sigma_y^2 / s_max^2`` (``s_max``
+        the largest singular value of A): the same step x curvature (0.5) as the image default
+        gives for inpainting. ``ValueError`` without an SVD or Gaussian noise.
+        """
+        if domain != "gmm":
+            return self
+        s_max = float(require_svd("DAPS", problem.operator).singular_values.max())
+        sigma_y = require_gaussian_noise("DAPS", problem)
+        return replace(self, tau=None, lr=0.5 * sigma_y**2 / s_max**2)
+
     def operator_gradients(self) -> int:
         """Operator-only gradients per sample, ``N * langevin_steps``."""
         return self.annealing_steps * self.langevin_steps
@@ -145,7 +176,7 @@ class DAPS(Sampler[DAPSConfig]):
     """The DAPS posterior sampler (see the module docstring)."""
 
     name: ClassVar[str] = "daps"
-    config_class: ClassVar[type] = DAPSConfig
+    config_class: ClassVar[type[SamplerConfig]] = DAPSConfig
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
         if self.config.tau is None:

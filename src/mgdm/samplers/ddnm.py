@@ -1,7 +1,7 @@
 """DDNM+: denoising diffusion null-space model, noisy variant (Wang, Yu, Zhang, arXiv 2212.00490).
 
 For a linear operator with SVD ``A = U diag(s) V^T`` and Gaussian noise ``sigma_y``, in spectral
-coordinates ``x̄ = V^T x``, ``ȳ = U^T y`` (baselines.md §4). On the grid
+coordinates ``x̄ = V^T x``, ``ȳ = U^T y`` (docs/algorithms/ddnm.md). On the grid
 ``T_j = int(linspace(0, 999, K))[j]``, for ``j = K-1, …, 1`` with ``t = T_j``, ``t' = T_{j-1}``,
 ``a = sqrt(abar_{t'})`` and ``sigma = sqrt(1 - abar_{t'})``::
 
@@ -49,7 +49,6 @@ from mgdm.priors.base import Denoiser, as_time_vector
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers._common import (
-    TASK_NAMES,
     Spectral,
     check_num_steps,
     check_real,
@@ -59,6 +58,7 @@ from mgdm.samplers._common import (
     reverse_transitions,
 )
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.settings import TASK_NAMES, SamplerConfig
 
 TASK_DEFAULTS: dict[str, dict[str, float]] = {task: {} for task in TASK_NAMES}
 """DDNM+ has no per-task hyperparameter in the Reference (eta = 0.85 and 1000 steps everywhere).
@@ -70,7 +70,7 @@ MIN_GRID_POINTS = 2
 
 
 @dataclass(frozen=True)
-class DDNMConfig:
+class DDNMConfig(SamplerConfig):
     """Hyperparameters of DDNM+. Field defaults are the Reference's.
 
     Attributes:
@@ -78,6 +78,8 @@ class DDNMConfig:
             to time 0.
         eta: share of fresh noise in the total noise std (DDNM's eta, not DDIM's), in [0, 1].
     """
+
+    task_defaults = TASK_DEFAULTS
 
     num_steps: int = 1000
     eta: float = 0.85
@@ -137,7 +139,7 @@ class DDNM(Sampler[DDNMConfig]):
     """The DDNM+ posterior sampler (see the module docstring)."""
 
     name: ClassVar[str] = "ddnm"
-    config_class: ClassVar[type] = DDNMConfig
+    config_class: ClassVar[type[SamplerConfig]] = DDNMConfig
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
         require_svd("DDNM", problem.operator)

@@ -1,6 +1,6 @@
 """DiffPIR: diffusion plug-and-play image restoration (Zhu et al., arXiv 2305.08995), Reference.
 
-For a linear operator ``A`` and Gaussian noise ``sigma_y`` (baselines.md §5). On the grid
+For a linear operator ``A`` and Gaussian noise ``sigma_y`` (docs/algorithms/diffpir.md). On the grid
 ``T_j = int(linspace(0, 999, K))[j]``, for ``j = K-1, …, 2`` with ``t = T_j``, ``t' = T_{j-1}``::
 
     x̂0     = D_t(x_t)
@@ -64,6 +64,7 @@ from mgdm.samplers._common import (
     reverse_transitions,
 )
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.settings import SamplerConfig
 
 TASK_DEFAULTS: dict[str, dict[str, float]] = {
     "sr4": {"zeta": 0.1},
@@ -77,7 +78,7 @@ TASK_DEFAULTS: dict[str, dict[str, float]] = {
     "nonlinear_blur": {"zeta": 1.0},
     "hdr": {"zeta": 1.0},
 }
-"""Reference zeta per image task (baselines.md §5; lam = 1 everywhere). JPEG, phase retrieval,
+"""Reference zeta per image task (docs/algorithms/diffpir.md; lam = 1 everywhere). JPEG, phase retrieval,
 nonlinear blur and HDR take the default 1.0 but are refused (nonlinear operators); audio uses
 1.0."""
 
@@ -86,7 +87,7 @@ MIN_GRID_POINTS = 3
 
 
 @dataclass(frozen=True)
-class DiffPIRConfig:
+class DiffPIRConfig(SamplerConfig):
     """Hyperparameters of DiffPIR. Field defaults are the Reference's.
 
     Attributes:
@@ -98,6 +99,8 @@ class DiffPIRConfig:
             an SVD only).
         cg_tolerance: relative residual at which conjugate gradient stops (same).
     """
+
+    task_defaults = TASK_DEFAULTS
 
     num_steps: int = 1000
     lam: float = 1.0
@@ -184,7 +187,7 @@ class DiffPIR(Sampler[DiffPIRConfig]):
     """The DiffPIR posterior sampler (see the module docstring)."""
 
     name: ClassVar[str] = "diffpir"
-    config_class: ClassVar[type] = DiffPIRConfig
+    config_class: ClassVar[type[SamplerConfig]] = DiffPIRConfig
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
         operator = problem.operator

@@ -1,7 +1,7 @@
 """DPS: diffusion posterior sampling (Chung et al., arXiv 2209.14687), as the Reference runs it.
 
 On the grid ``T_j = int(linspace(0, 999, K))[j]`` (``K = 1000``: ``T_j = j``), for
-``j = K-1, …, 2`` with ``t = T_j`` and ``t' = T_{j-1}`` (baselines.md §2)::
+``j = K-1, …, 2`` with ``t = T_j`` and ``t' = T_{j-1}`` (docs/algorithms/dps.md)::
 
     x̂0     = D_t(x_t)                                   (graph kept)
     r       = ||y - A(x̂0)||                              (per sample)
@@ -24,6 +24,7 @@ Tensor shapes: ``x_t`` is ``[B, *sample_shape]``, ``r`` and times ``[B]``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -42,6 +43,7 @@ from mgdm.samplers._common import (
     reverse_transitions,
 )
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.settings import Domain, SamplerConfig, Values
 
 TASK_DEFAULTS: dict[str, dict[str, float]] = {
     "sr4": {"gamma": 1.0},
@@ -55,15 +57,18 @@ TASK_DEFAULTS: dict[str, dict[str, float]] = {
     "nonlinear_blur": {"gamma": 0.1},
     "hdr": {"gamma": 0.07},
 }
-"""Reference gamma per image task (baselines.md §2; JPEG at QF = 2). Unlisted tasks use the
-default 0.1; the Reference's audio separation uses 1.0."""
+"""Reference gamma per image task (docs/algorithms/dps.md; JPEG at QF = 2). Unlisted tasks use the
+default 0.1 (audio: :data:`AUDIO_DEFAULTS`)."""
+
+AUDIO_DEFAULTS: dict[str, float] = {"gamma": 1.0}
+"""The Reference's audio separation setting (docs/algorithms/README.md §5)."""
 
 MIN_GRID_POINTS = 3
 """One guided transition ``T_2 -> T_1`` and the final Tweedie at ``T_1``."""
 
 
 @dataclass(frozen=True)
-class DPSConfig:
+class DPSConfig(SamplerConfig):
     """Hyperparameters of DPS. Field defaults are the Reference's.
 
     Attributes:
@@ -72,6 +77,9 @@ class DPSConfig:
         gamma: the step size; it multiplies ``grad ||y - A(x̂0)||^2 / ||y - A(x̂0)||`` per sample
             (``>= 0``; 0 gives the unconditional DDPM sampler).
     """
+
+    task_defaults = TASK_DEFAULTS
+    domain_defaults: ClassVar[Mapping[Domain, Values]] = {"audio": AUDIO_DEFAULTS}
 
     num_steps: int = 1000
     gamma: float = 0.1
@@ -89,7 +97,7 @@ class DPS(Sampler[DPSConfig]):
     """The DPS posterior sampler (see the module docstring)."""
 
     name: ClassVar[str] = "dps"
-    config_class: ClassVar[type] = DPSConfig
+    config_class: ClassVar[type[SamplerConfig]] = DPSConfig
 
     def with_budget(self, nfe: float) -> DPS:
         """DPS with ``K = round(nfe) + 1`` grid points (``K - 1`` calls), at most 1000."""

@@ -2,7 +2,7 @@
 
 Each intermediate posterior ``pi_t`` is approximated by a mixture over an earlier time ``ell``
 of ``pi^ell_t(x_t) ∝ p_t(x_t) ∫ g(D_ell(x_ell)) p_{ell|t}(x_ell | x_t) dx_ell``, sampled by a
-Gibbs sampler over ``(x_0, x_ell, x_t)`` (mgdm-algorithm.md §3-4):
+Gibbs sampler over ``(x_0, x_ell, x_t)`` (docs/algorithms/mgdm.md §1, §3-§6):
 
 1. ``x_ell | x_0, x_t``: a diagonal Gaussian ``N(mu, diag(exp(2 rho)))`` fitted by ``G`` Adam
    steps on ``-log g(D_ell(z)) + CE(q || Q^1[0->t](x_ell | x_0, x_t)) - H(q)``, then sampled;
@@ -10,14 +10,16 @@ Gibbs sampler over ``(x_0, x_ell, x_t)`` (mgdm-algorithm.md §3-4):
 3. ``x_t | x_ell, x_u``: the exact bridge ``Q^1[ell->u]``.
 
 The outer loop walks the grid backwards over triples ``(u, t, p) = (T_{j+1}, T_j, T_{j-1})``.
-The ``reference`` preset reproduces the official implementation's behaviour; the documented
-options of §7 are fields of :class:`MGDMConfig` whose defaults in the reference preset keep §4.
+The ``reference`` preset reproduces the official implementation's behaviour; the further options
+(docs/algorithms/mgdm.md §5, §6, §10) are fields of :class:`MGDMConfig` whose defaults in the
+reference preset keep that behaviour.
 
 Tensor shapes: a batch ``x`` is ``[B, *sample_shape]``; times and per-sample scalars are ``[B]``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
@@ -36,6 +38,7 @@ from mgdm.likelihood import (
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.settings import Domain, SamplerConfig
 from mgdm.samplers.step_schedule import IndexRange, StepSchedule
 
 IndexRule = Literal["mix", "uniform", "deterministic", "mix-det", "zero", "midpoint"]
@@ -48,7 +51,7 @@ REFERENCE_LEARNING_RATE = StepSchedule(0.03, (IndexRange(None, 11, 0.01),))
 
 
 @dataclass(frozen=True)
-class MGDMConfig:
+class MGDMConfig(SamplerConfig):
     """Hyperparameters of MGDM. Field defaults are the reference image configuration.
 
     Attributes:
@@ -56,7 +59,7 @@ class MGDMConfig:
         gibbs_sweeps: R, Gibbs sweeps per outer step.
         denoising_steps: M, points of the DDIM chain for ``x_0 | x_ell`` (1: one-shot Tweedie).
         eta: DDIM eta of the chain and of the per-step initialisation of ``x_t``.
-        index_rule: how the mixture index ``ell`` is chosen (mgdm-algorithm.md §4.3);
+        index_rule: how the mixture index ``ell`` is chosen (docs/algorithms/mgdm.md §4);
             ``midpoint`` (ours) is ``floor((min_index + p - 1) / 2)``, the centre of the uniform
             rule's range, for ``i < threshold``, then ``p``.
         threshold: outer iteration from which ``mix``/``mix-det``/``midpoint`` use ``ell = p``.
@@ -95,6 +98,9 @@ class MGDMConfig:
     denoiser_posterior: Literal["ddim", "exact"] = "ddim"
     likelihood: Literal["plain", "covariance-corrected"] = "plain"
     clip_denoised: bool = False
+
+    domain_presets: ClassVar[Mapping[Domain, str]] = {"audio": "audio"}
+    """The audio domain starts from the ``audio`` preset; every other from ``default``."""
 
     def __post_init__(self) -> None:
         def fail(name: str, accepted: str) -> None:
@@ -138,9 +144,14 @@ class MGDMConfig:
         return self.num_steps - 3
 
     def expected_vjp(self) -> int:
-        """VJPs per sample: ``R * S * sum_i G(i)`` (mgdm-algorithm.md §6)."""
+        """VJPs per sample: ``R * S * sum_i G(i)`` (docs/algorithms/mgdm.md §9)."""
         total = sum(int(self.gradient_steps(i, self.num_steps)) for i in range(self.outer_steps))
         return self.gibbs_sweeps * self.mc_samples * total
+
+    @classmethod
+    def named_presets(cls) -> Mapping[str, MGDMConfig]:
+        """:data:`PRESETS`: reference, default, dense-grid, fast and audio."""
+        return PRESETS
 
 
 PRESETS: dict[str, MGDMConfig] = {
@@ -159,9 +170,21 @@ PRESETS["dense-grid"] = replace(
 PRESETS["fast"] = replace(
     PRESETS["default"], num_steps=50, gradient_steps=StepSchedule(2.0, (IndexRange(-5, None, 10.0),))
 )
-"""Named configurations (see :func:`preset`).
+PRESETS["audio"] = MGDMConfig(
+    num_steps=20,
+    gibbs_sweeps=6,
+    denoising_steps=15,
+    eta=1.0,
+    index_rule="mix",
+    threshold=13,
+    min_index=10,
+    gradient_steps=REFERENCE_GRADIENT_STEPS,
+    learning_rate=StepSchedule.constant(0.005),
+    lr_mode="absolute",
+)
+"""Named configurations (:meth:`MGDMConfig.settings`'s ``preset``; :func:`preset`).
 
-* ``reference``: the official implementation's image defaults (mgdm-algorithm.md §5).
+* ``reference``: the official implementation's image defaults (docs/algorithms/mgdm.md §8).
 * ``default``: scale-aware and problem-independent, chosen by measurement on the exact-posterior
   benchmark (docs/benchmarks.md): Adam steps proportional to the bridge std
   (``lr = 1.0 s``), ``ell`` = the next grid time at every step, one-shot Tweedie denoising
@@ -173,14 +196,18 @@ PRESETS["fast"] = replace(
   on the benchmark, slightly worse at d = 8 (docs/benchmarks.md §1.4).
 * ``fast``: the default with K = 50 grid points and two Adam steps per outer step (10 in the
   last 5): 50 forward + 140 forward+backward calls per sample, for quick restorations on a CPU.
+* ``audio``: the Reference's audio configuration (docs/algorithms/mgdm.md §8), the ``audio``
+  domain's preset: K = 20 grid points (17 outer steps), R = 6 Gibbs sweeps, M = 15 chain points,
+  ``mix`` rule with threshold 13 and ``min_index`` 10, ``G(i) = 20`` for ``i >= K - 10`` else 3,
+  Adam with a constant absolute learning rate 0.005, eta 1: 1,020 VJPs and about 1,430 forward
+  calls per window. Use it with ``sigma_y = 1e-4`` in the likelihood.
 """
 
 
 def preset(name: str, **overrides: object) -> MGDMConfig:
-    """A named configuration, optionally with fields overridden."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown MGDM preset {name!r}; accepted: {', '.join(PRESETS)}.")
-    return replace(PRESETS[name], **overrides)
+    """The named configuration ``name`` of :data:`PRESETS`, then ``overrides``; ``ValueError``
+    for an unknown name."""
+    return MGDMConfig.settings("image", preset=name, **overrides)
 
 
 @dataclass
@@ -197,7 +224,7 @@ class MGDM(Sampler[MGDMConfig]):
     """The MGDM posterior sampler (see the module docstring)."""
 
     name: ClassVar[str] = "mgdm"
-    config_class: ClassVar[type] = MGDMConfig
+    config_class: ClassVar[type[SamplerConfig]] = MGDMConfig
 
     def check_compatible(self, prior, problem: Problem) -> None:
         if self.config.likelihood == "covariance-corrected":
@@ -454,7 +481,7 @@ def network_calls(config: MGDMConfig, indices: list[int]) -> tuple[int, int]:
     """Forward-only and forward+backward calls per sample for a given sequence of ``ell``.
 
     ``1 + R * sum_i (min(M, ell_i + 1) - 1)`` forward (one-shot Tweedie counts 1) and
-    ``R * S * sum_i G(i)`` VJPs (mgdm-algorithm.md §6).
+    ``R * S * sum_i G(i)`` VJPs (docs/algorithms/mgdm.md §9).
     """
     forward = 1
     for ell in indices:

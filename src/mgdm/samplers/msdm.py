@@ -1,4 +1,4 @@
-"""MSDM "Dirac" separator (Mariani et al., arXiv 2302.02257; baselines.md §9): source separation
+"""MSDM "Dirac" separator (Mariani et al., arXiv 2302.02257; docs/algorithms/msdm.md): source separation
 with a multi-source prior and a noise-free mixing constraint.
 
 The stems ``x = (x_1, …, x_S)`` are sampled jointly by the VE probability-flow ODE
@@ -58,10 +58,11 @@ from mgdm.random import SampleNoise
 from mgdm.samplers._common import check_real
 from mgdm.samplers._langevin import check_count, check_positive
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.settings import SamplerConfig
 
 
 @dataclass(frozen=True)
-class MSDMConfig:
+class MSDMConfig(SamplerConfig):
     """Hyperparameters of the MSDM Dirac separator. Defaults: MSDM's separation settings.
 
     Attributes:
@@ -113,7 +114,7 @@ class MSDM(Sampler[MSDMConfig]):
     """The MSDM Dirac separator (see the module docstring); needs a :class:`Mixing` operator."""
 
     name: ClassVar[str] = "msdm"
-    config_class: ClassVar[type] = MSDMConfig
+    config_class: ClassVar[type[SamplerConfig]] = MSDMConfig
     domains: ClassVar[tuple[str, ...]] = ("audio",)
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:

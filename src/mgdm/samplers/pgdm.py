@@ -1,7 +1,7 @@
 """ΠGDM: pseudo-inverse guided diffusion (Song, Vahdat, Mardani, Kautz, ICLR 2023), Reference form.
 
 For a linear operator with SVD ``A = U diag(s) V^T`` and Gaussian noise ``sigma_y``, write
-``x̄ = V^T x`` and ``ȳ = U^T y``. The potential at time ``t`` (baselines.md §3) is::
+``x̄ = V^T x`` and ``ȳ = U^T y``. The potential at time ``t`` (docs/algorithms/pgdm.md) is::
 
     phi_t(x̄0) = -1/2 sum_i (ȳ_i - s_i x̄0_i)^2 / (s_i^2 + sigma_y^2 / (1 - abar_t))
 
@@ -44,7 +44,6 @@ from mgdm.priors.base import Denoiser, as_time_vector
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers._common import (
-    TASK_NAMES,
     Spectral,
     check_num_steps,
     check_real,
@@ -54,6 +53,7 @@ from mgdm.samplers._common import (
     reverse_transitions,
 )
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.settings import TASK_NAMES, SamplerConfig
 
 TASK_DEFAULTS: dict[str, dict[str, float]] = {task: {} for task in TASK_NAMES}
 """ΠGDM has no per-task hyperparameter in the Reference (eta = 1 and 1000 steps everywhere).
@@ -65,7 +65,7 @@ MIN_GRID_POINTS = 3
 
 
 @dataclass(frozen=True)
-class PGDMConfig:
+class PGDMConfig(SamplerConfig):
     """Hyperparameters of ΠGDM. Field defaults are the Reference's.
 
     Attributes:
@@ -73,6 +73,8 @@ class PGDMConfig:
             transitions, then a Tweedie estimate at ``T_1``.
         eta: the DDIM eta of the unconditional part of each step (1: DDPM ancestral step).
     """
+
+    task_defaults = TASK_DEFAULTS
 
     num_steps: int = 1000
     eta: float = 1.0
@@ -90,7 +92,7 @@ class PGDM(Sampler[PGDMConfig]):
     """The ΠGDM posterior sampler (see the module docstring)."""
 
     name: ClassVar[str] = "pgdm"
-    config_class: ClassVar[type] = PGDMConfig
+    config_class: ClassVar[type[SamplerConfig]] = PGDMConfig
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
         require_svd("PGDM", problem.operator)

@@ -1,5 +1,5 @@
 """PnP-DM: plug-and-play diffusion prior by split Gibbs sampling (Wu et al., arXiv 2405.18782),
-as the MGDM Reference runs it (baselines.md §8), with the official coupling sign by default.
+as the MGDM Reference runs it (docs/algorithms/pnpdm.md), with the official coupling sign by default.
 
 Target of the split Gibbs sampler at coupling ``rho``:
 ``pi_rho(x, z) ∝ p(x) N(z; x, rho^2 I) exp(-||y - A z||^2 / (2 sigma_y^2))``. Starting from
@@ -45,6 +45,7 @@ input size; levels are Python floats shared by the batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -56,22 +57,33 @@ from mgdm.priors.base import Denoiser
 from mgdm.priors.edm import EDMDenoiser, check_sigma_range, geometric_sigmas
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
-from mgdm.samplers._common import TASK_NAMES, Spectral, check_real, require_gaussian_noise
+from mgdm.samplers._common import Spectral, check_real, require_gaussian_noise
 from mgdm.samplers._langevin import check_count, check_positive, langevin
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.settings import TASK_NAMES, Domain, SamplerConfig, Values
 
 TASK_DEFAULTS: dict[str, dict[str, float]] = {task: {} for task in TASK_NAMES}
 TASK_DEFAULTS["phase_retrieval"] = {"decay": 0.95, "rho_min": 0.1}
 TASK_DEFAULTS["box_inpainting"] = {"force_langevin": True}
 TASK_DEFAULTS["half_mask"] = {"force_langevin": True}
-"""Reference values per image task (baselines.md §8): phase retrieval anneals more slowly to a
+"""Reference values per image task (docs/algorithms/pnpdm.md): phase retrieval anneals more slowly to a
 smaller ``rho_min``; every in/outpainting task forces the Langevin likelihood step although its
-operator has an SVD. The Reference's audio settings are ``rho_min = 1e-3``, Langevin forced,
-``langevin_step_size = 1e-9``."""
+operator has an SVD."""
+
+AUDIO_DEFAULTS: dict[str, float | bool] = {
+    "rho_min": 1e-3,
+    "force_langevin": True,
+    "langevin_step_size": 1e-9,
+    "sigma_max": 20.0,
+    "sigma_min": 5e-4,
+}
+"""The Reference's audio settings (docs/algorithms/README.md §5). The VE grid spans the audio
+prior's sigma range (5e-4 … 20, :func:`mgdm.audio.prior.msdm_schedule`): the Reference gives only
+``rho_min``, and the image grid's ``sigma_min = 0.02`` would exceed ``rho_min = 1e-3``."""
 
 
 @dataclass(frozen=True)
-class PnPDMConfig:
+class PnPDMConfig(SamplerConfig):
     """Hyperparameters of PnP-DM. Field defaults are the Reference's image configuration.
 
     Attributes:
@@ -87,6 +99,9 @@ class PnPDMConfig:
         reference_quirks: reproduce the MGDM Reference's Langevin (coupling sign flipped, ``rho_0``
             instead of ``rho_k``); the exact likelihood step is unaffected.
     """
+
+    task_defaults = TASK_DEFAULTS
+    domain_defaults: ClassVar[Mapping[Domain, Values]] = {"audio": AUDIO_DEFAULTS}
 
     num_iterations: int = 99
     rho_0: float = 10.0
@@ -153,7 +168,7 @@ class PnPDM(Sampler[PnPDMConfig]):
     """The PnP-DM split Gibbs sampler (see the module docstring)."""
 
     name: ClassVar[str] = "pnpdm"
-    config_class: ClassVar[type] = PnPDMConfig
+    config_class: ClassVar[type[SamplerConfig]] = PnPDMConfig
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
         require_gaussian_noise("PnP-DM", problem)

@@ -1,4 +1,4 @@
-"""PSLD: posterior sampling with latent diffusion (Rout et al., arXiv 2307.00619), baselines.md §9.
+"""PSLD: posterior sampling with latent diffusion (Rout et al., arXiv 2307.00619), docs/algorithms/latent.md §1.
 
 Latent priors only (:class:`mgdm.priors.latent.LatentPrior` with a problem from
 :func:`mgdm.priors.latent.latent_problem`), and the image operator ``A`` must be linear with an adjoint.
@@ -47,19 +47,20 @@ from mgdm.samplers._common import (
     reverse_transitions,
 )
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.settings import SamplerConfig
 
 TASK_DEFAULTS: dict[str, dict[str, float]] = {
     "sr4": {"omega": 0.9},
     "sr16": {"omega": 0.9},
 }
-"""Reference omega per image task (baselines.md §9); other tasks use the default 0.1."""
+"""Reference omega per image task (docs/algorithms/latent.md §1); other tasks use the default 0.1."""
 
 MIN_GRID_POINTS = 3
 """One guided transition ``T_2 -> T_1`` and the final Tweedie at ``T_1``."""
 
 
 @dataclass(frozen=True)
-class PSLDConfig:
+class PSLDConfig(SamplerConfig):
     """Hyperparameters of PSLD. Field defaults are the Reference's.
 
     Attributes:
@@ -68,6 +69,8 @@ class PSLDConfig:
         omega: weight of the measurement term ``||y - A Dec(ẑ0)||`` (``>= 0``).
         gamma: weight of the gluing term ``||ẑ0 - Enc(A^T y + (I - A^T A) Dec(ẑ0))||`` (``>= 0``).
     """
+
+    task_defaults = TASK_DEFAULTS
 
     num_steps: int = 1000
     omega: float = 0.1
@@ -88,7 +91,7 @@ class PSLD(Sampler[PSLDConfig]):
 
     name: ClassVar[str] = "psld"
     domains: ClassVar[tuple[str, ...]] = ("latent",)
-    config_class: ClassVar[type] = PSLDConfig
+    config_class: ClassVar[type[SamplerConfig]] = PSLDConfig
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
         operator = require_latent_problem("PSLD", problem).operator

@@ -1,5 +1,5 @@
 """RED-diff: variational regularisation by denoising diffusion (Mardani et al., arXiv 2305.04391),
-as the MGDM Reference runs it (baselines.md §6).
+as the MGDM Reference runs it (docs/algorithms/reddiff.md).
 
 A point estimate ``mu`` minimises ``data(mu) + lambda E_t[w_t ||eps(x_t, t) - eps||^2]`` with
 ``x_t = sqrt(abar_t) mu + sqrt(1 - abar_t) eps``, by Adam with the stop-gradient trick (no
@@ -14,7 +14,7 @@ backpropagation through the network). One Adam step per time ``t`` of a decreasi
 
 ``data_term = "mean"`` (default) is the Reference: means over the entries of ``y`` and of ``x``,
 ``sigma_y`` nowhere, so the balance of the two terms moves with ``dim(y) / dim(x)``.
-``data_term = "sigma_y"`` (an option, baselines.md §6 Proposal) is the paper's objective, sums
+``data_term = "sigma_y"`` (an option, docs/algorithms/reddiff.md §2) is the paper's objective, sums
 weighted by the Gaussian likelihood.
 
 The means are taken per sample (the Reference's batch mean only rescales every gradient by
@@ -49,9 +49,10 @@ from mgdm.operators.base import LinearOperator
 from mgdm.priors.base import Denoiser
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
-from mgdm.samplers._common import TASK_NAMES, check_real, require_gaussian_noise
+from mgdm.samplers._common import check_real, require_gaussian_noise
 from mgdm.samplers._langevin import check_count, check_positive, data_fit_gradient
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.settings import TASK_NAMES, SamplerConfig
 
 TASK_DEFAULTS: dict[str, dict[str, float]] = {task: {} for task in TASK_NAMES}
 """RED-diff has no per-task hyperparameter in the Reference (the same values for images and
@@ -62,7 +63,7 @@ MAX_STEPS = NUM_TIMESTEPS - 1
 
 
 @dataclass(frozen=True)
-class REDDiffConfig:
+class REDDiffConfig(SamplerConfig):
     """Hyperparameters of RED-diff. Field defaults are the Reference's.
 
     Attributes:
@@ -75,6 +76,8 @@ class REDDiffConfig:
         data_term: ``mean`` (Reference: means over entries, no ``sigma_y``) or ``sigma_y``
             (sums, data term divided by ``sigma_y^2``; needs Gaussian noise).
     """
+
+    task_defaults = TASK_DEFAULTS
 
     num_steps: int = MAX_STEPS
     lr: float = 0.1
@@ -122,7 +125,7 @@ class REDDiff(Sampler[REDDiffConfig]):
     """The RED-diff optimiser (see the module docstring)."""
 
     name: ClassVar[str] = "reddiff"
-    config_class: ClassVar[type] = REDDiffConfig
+    config_class: ClassVar[type[SamplerConfig]] = REDDiffConfig
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
         if self.config.data_term == "sigma_y":

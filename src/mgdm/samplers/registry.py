@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from mgdm.problem import Problem
 from mgdm.samplers.base import Sampler
+from mgdm.samplers.settings import Domain
 
 BUILTIN_SAMPLERS: dict[str, str] = {
     "mgdm": "mgdm.samplers.mgdm:MGDM",
@@ -73,22 +75,18 @@ def parse_sampler_list(text: str, domain: str | None = None) -> list[str]:
 
 
 def build_sampler(
-    name: str, task: str | None = None, preset: str | None = None, **overrides: Any
+    name: str,
+    domain: Domain = "image",
+    task: str | None = None,
+    preset: str | None = None,
+    problem: Problem | None = None,
+    **overrides: Any,
 ) -> Sampler:
-    """A ready sampler: ``name``'s configuration for ``task``, then ``overrides``.
-
-    * A sampler module with named presets (MGDM: ``preset(name)``) starts from ``preset``
-      (default ``"default"``); giving ``preset`` to a sampler without presets is a ``ValueError``.
-    * Otherwise a module's ``TASK_DEFAULTS[task]`` (the Reference's per-task values) is used when
-      ``task`` is one of its keys; other tasks get the configuration's defaults.
+    """The sampler ``name`` with its configuration for ``domain``, ``task``, ``preset`` and
+    ``problem``, then ``overrides``: ``config_class.settings(...)``
+    (:meth:`mgdm.samplers.settings.SamplerConfig.settings`, which says the order and the
+    one-line ``ValueError`` of an unknown domain or preset, or a preset of a method without any).
     """
     cls = sampler_class(name)
-    module = importlib.import_module(cls.__module__)
-    make_preset = getattr(module, "preset", None)
-    if make_preset is not None:
-        return cls(make_preset(preset or "default", **overrides))
-    if preset is not None:
-        raise ValueError(f"sampler {name!r} has no named presets; drop the preset {preset!r}.")
-    task_defaults = getattr(module, "TASK_DEFAULTS", {})
-    defaults = task_defaults.get(task, {}) if task is not None else {}
-    return cls(cls.config_class(**{**defaults, **overrides}))
+    config = cls.config_class.settings(domain, task, preset, problem, **overrides)
+    return cls(config)

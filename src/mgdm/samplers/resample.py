@@ -1,5 +1,5 @@
 """ReSample: latent diffusion with hard data consistency (Song et al., arXiv 2307.08123),
-baselines.md §9.
+docs/algorithms/latent.md §2.
 
 Latent priors only (:class:`mgdm.priors.latent.LatentPrior` with a problem from
 :func:`mgdm.priors.latent.latent_problem`); any differentiable image operator ``A``. On the grid
@@ -30,7 +30,7 @@ and the output is the latent ``z_0`` (decode it with :func:`mgdm.priors.latent.d
 * Consistency indices (the Reference's schedule): the destination grid indices
   ``d = j - 1`` with ``0 < d <= (K - 1) - floor(warmup_fraction (K - 1))`` and
   ``d mod consistency_every = 0``; with ``K = 501`` these are ``d = 10, 20, …, 330``.
-* Departures from the official code, which baselines.md does not specify: ``ẑ0`` is the Tweedie
+* Departures from the official code, listed in docs/algorithms/latent.md §2.3: ``ẑ0`` is the Tweedie
   estimate (the official code's "pseudo x0" uses ``1 - abar`` where Tweedie has its square root);
   no "time travel" (extra unconditional steps before the optimisation), no pixel-space stage, no
   final optimisation of ``z_0``; any ``K`` works (the official code needs 500 steps).
@@ -69,6 +69,7 @@ from mgdm.samplers._langevin import check_positive
 from mgdm.samplers.base import CountingDenoiser, Sampler
 from mgdm.samplers.dps import residual_norm_gradient
 from mgdm.samplers.mgdm import AdamState
+from mgdm.samplers.settings import SamplerConfig
 
 TASK_DEFAULTS: dict[str, dict[str, float]] = {
     "sr4": {"sigma_scale": 80.0},
@@ -79,14 +80,14 @@ TASK_DEFAULTS: dict[str, dict[str, float]] = {
     "motion_blur": {"sigma_scale": 80.0},
     "nonlinear_blur": {"sigma_scale": 70.0},
 }
-"""Reference ``sigma_scale`` per image task (baselines.md §9); other tasks use the default 40."""
+"""Reference ``sigma_scale`` per image task (docs/algorithms/latent.md §2); other tasks use the default 40."""
 
 MIN_GRID_POINTS = 2
 """One transition ``T_1 = 999 -> T_0 = 0``."""
 
 
 @dataclass(frozen=True)
-class ReSampleConfig:
+class ReSampleConfig(SamplerConfig):
     """Hyperparameters of ReSample. Field defaults are the Reference's.
 
     Attributes:
@@ -104,6 +105,8 @@ class ReSampleConfig:
             it, in the units of ``A(x)`` for ``x`` in ``[-1, 1]``; ``None``: the problem's
             ``sigma_y`` (Gaussian noise).
     """
+
+    task_defaults = TASK_DEFAULTS
 
     num_steps: int = 501
     eta: float = 1.0
@@ -149,7 +152,7 @@ class ReSample(Sampler[ReSampleConfig]):
 
     name: ClassVar[str] = "resample"
     domains: ClassVar[tuple[str, ...]] = ("latent",)
-    config_class: ClassVar[type] = ReSampleConfig
+    config_class: ClassVar[type[SamplerConfig]] = ReSampleConfig
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:
         require_latent_problem("ReSample", problem)
