@@ -24,7 +24,7 @@ from mgdm.audio.resample import resample
 from mgdm.audio.separate import separate_file, separate_tensor
 from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
 from mgdm.cli import main
-from mgdm.commands.audio import SEPARATE_HELP
+from mgdm.commands.separate import SEPARATE_HELP
 from mgdm.samplers.msdm import MSDM
 
 LENGTH = 64

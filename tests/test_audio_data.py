@@ -133,7 +133,7 @@ def test_peaks_vary_between_examples_and_gains_are_fixed() -> None:
 
 @needs_fluidsynth
 def test_audio_data_command_writes_wavs_and_the_tensor(tmp_path) -> None:
-    from mgdm.commands.audio import add_parser
+    from mgdm.commands.audio_data import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))

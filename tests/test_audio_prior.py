@@ -148,7 +148,7 @@ def stem_file(tmp_path_factory) -> Path:
 
 
 def _train(data: Path, out: Path, steps: int, *extra: str) -> int:
-    from mgdm.commands.audio import add_train_command
+    from mgdm.commands.train import add_audio_prior_command as add_train_command
 
     parser = argparse.ArgumentParser()
     add_train_command(parser.add_subparsers(dest="what"))

@@ -185,7 +185,7 @@ def test_separate_tensor_rejects_bad_mixes(prior, mix: torch.Tensor, message: st
 
 
 def test_separate_command_writes_four_stems(prior, tmp_path, capsys) -> None:
-    from mgdm.commands.audio import add_parser
+    from mgdm.commands.separate import add_parser
 
     mix_path = tmp_path / "mix.wav"
     soundfile.write(mix_path, _tone(8000, 0.012), 8000)

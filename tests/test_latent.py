@@ -187,7 +187,7 @@ COMMON = ["--limit", "64", "--seed", "3", "--checkpoint-every", "2"]
 
 
 def _cli(*argv: str) -> int:
-    from mgdm.commands.train_latent import add_train_commands
+    from mgdm.commands.train import add_latent_commands as add_train_commands
 
     parser = argparse.ArgumentParser()
     add_train_commands(parser.add_subparsers())

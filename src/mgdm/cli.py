@@ -11,6 +11,11 @@ Errors reach the user as one line on stderr (:func:`run_command`):
   reduce): exit status 2;
 * anything else is a defect of mgdm: one line naming the exception, exit status 1;
 * ``--debug`` lets every exception through with its traceback.
+
+The common options (:func:`add_common_options`: ``--threads``, ``--debug``, ``--quiet``) are
+accepted before the command and after it, at every level (``mgdm restore x.png --task sr4
+--threads 2``); given twice, the later wins. ``--device`` belongs to the commands that run on
+one.
 """
 
 from __future__ import annotations
@@ -22,20 +27,22 @@ from collections.abc import Sequence
 
 import torch
 
+import mgdm
 from mgdm.checkpoints import one_line
 from mgdm.commands import (
     arguments,
-    audio,
+    audio_data,
     bench,
     demo,
     evaluate,
     report,
     restore,
+    separate,
     tasks,
     train,
 )
 
-COMMANDS = (audio, bench, demo, evaluate, report, restore, tasks, train)
+COMMANDS = (audio_data, bench, demo, evaluate, report, restore, separate, tasks, train)
 """The modules of the top-level commands, each with ``add_parser(subparsers)``, in the order
 ``mgdm --help`` lists them. Imported explicitly: a broken command module is an import error,
 not a silently missing command."""
@@ -46,42 +53,71 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="mgdm",
-        description="Posterior sampling for inverse problems with diffusion priors (MGDM and baselines).",
-    )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="on an error, show the full traceback instead of a one-line message",
-    )
-    parser.add_argument(
+COMMON_DEFAULTS = {"threads": 1, "debug": False, "quiet": False}
+"""The values of the common options when given nowhere."""
+
+
+def add_common_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """Add ``--threads``, ``--debug`` and ``--quiet`` to ``parser``: with their defaults on the
+    top-level parser (``top``), with ``argparse.SUPPRESS`` on a sub-command, so that a sub-command
+    sets them only when they are given after it (argparse copies a sub-parser's defaults over the
+    values parsed before it)."""
+
+    def default(name: str) -> object:
+        return COMMON_DEFAULTS[name] if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("common options (before or after the command)")
+    group.add_argument(
         "--threads",
         type=arguments.thread_count,
-        default=1,
-        help="torch CPU threads, 1 to 4x this machine's cores (default: %(default)s; the "
-        "benchmark's small tensors run fastest on one thread, and several processes sharing cores "
-        "slow each other down badly when each spins several)",
+        default=default("threads"),
+        help=f"torch CPU threads, 1 to 4x this machine's cores (default: "
+        f"{COMMON_DEFAULTS['threads']}: the samplers' small tensors run fastest on one thread, and "
+        "processes sharing cores slow each other down badly when each spins several)",
     )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=default("debug"),
+        help="on an error, show the full traceback instead of a one-line message",
+    )
+    group.add_argument(
+        "--quiet", action="store_true", default=default("quiet"), help="no progress bars"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mgdm`` parser: every command of :data:`COMMANDS`, each (sub-)command with the common
+    options and its full name as ``command_prog``."""
+    parser = _Parser(
+        prog="mgdm",
+        description="Posterior sampling for inverse problems with diffusion priors (MGDM and "
+        "baselines).",
+    )
+    parser.add_argument("--version", action="version", version=f"mgdm {mgdm.__version__}")
+    add_common_options(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:
         module.add_parser(subparsers)
-    _name_commands(parser)
+    _finish_commands(parser)
     return parser
 
 
-def _name_commands(parser: argparse.ArgumentParser) -> None:
-    """Give every (sub-)command the default ``command_prog`` = its full name (``mgdm train
-    audio-prior``), which prefixes its error messages; the innermost command's default wins."""
+def _finish_commands(parser: argparse.ArgumentParser) -> None:
+    """Give every sub-command the common options (:func:`add_common_options`), and every
+    (sub-)command the default ``command_prog`` = its full name (``mgdm train audio-prior``),
+    which prefixes its error messages; the innermost command's default wins."""
     parser.set_defaults(command_prog=parser.prog)
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
-                _name_commands(child)
+                add_common_options(child, top=False)
+                _finish_commands(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), set torch's threads and run the command;
+    returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mgdm.devices import torch_threads
 from mgdm.files import atomic_path
 from mgdm.operators.noise import GaussianNoise
 from mgdm.priors.base import Denoiser
@@ -104,17 +105,20 @@ def restore(
     sigma_y: float = 0.05,
     clean: Tensor | None = None,
     progress: bool = False,
+    threads: int | None = 1,
 ) -> Restoration:
     """Draw ``samples`` posterior samples given one ``observation`` (see the module docstring).
 
     ``prior``: a :class:`Denoiser` or a name/path for :func:`mgdm.priors.load_prior`;
     ``sampler``: a :class:`Sampler` or a registered name (built with the task's Reference defaults
     and, for MGDM, the ``default`` preset); ``sigma_y``: the Gaussian noise level assumed by the
-    likelihood; ``clean``: an optional reference image ``[C, H, W]`` for PSNR/SSIM.
+    likelihood; ``clean``: an optional reference image ``[C, H, W]`` for PSNR/SSIM; ``threads``:
+    torch's CPU threads during the call (restored afterwards; ``None`` leaves torch's setting
+    alone), one by default as ``mgdm restore`` (:func:`mgdm.devices.torch_threads`).
     """
     cleans = None if clean is None else clean[None]
     return restore_batch(
-        observation[None], task, prior, sampler, samples, seed, sigma_y, cleans, progress
+        observation[None], task, prior, sampler, samples, seed, sigma_y, cleans, progress, threads
     )[0]
 
 
@@ -128,11 +132,13 @@ def restore_batch(
     sigma_y: float = 0.05,
     cleans: Tensor | None = None,
     progress: bool = False,
+    threads: int | None = 1,
 ) -> list[Restoration]:
     """:func:`restore` for ``K`` observations ``[K, *observation_shape]`` (and optional clean
     images ``[K, C, H, W]``) in one sampler call of ``K * samples`` samples; image ``k`` gets the
     same samples as ``restore(observations[k], …)`` would give it alone, since every sample has its
-    own seed. The cost (calls per sample, seconds) is that of the whole call."""
+    own seed. The cost (calls per sample, seconds) is that of the whole call. ``threads``: torch's
+    CPU threads during the call, as in :func:`restore`."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"the number of samples must be a whole number >= 1; got {samples!r}.")
     if not sigma_y > 0:
@@ -140,44 +146,47 @@ def restore_batch(
     count = observations.shape[0]
     if cleans is not None and cleans.shape[0] != count:
         raise ValueError(f"{count} observations but {cleans.shape[0]} clean images.")
-    prior = load_prior(prior) if isinstance(prior, (str, Path)) else prior
-    if tuple(prior_image_shape(prior)) != tuple(task.image_shape):
-        raise ValueError(
-            f"the prior draws images of shape {list(prior_image_shape(prior))} but task "
-            f"{task.name!r} was built for {list(task.image_shape)}."
+    with torch_threads(threads):
+        prior = load_prior(prior) if isinstance(prior, (str, Path)) else prior
+        if tuple(prior_image_shape(prior)) != tuple(task.image_shape):
+            raise ValueError(
+                f"the prior draws images of shape {list(prior_image_shape(prior))} but task "
+                f"{task.name!r} was built for {list(task.image_shape)}."
+            )
+        sampler = build_sampler(sampler, task=task.name) if isinstance(sampler, str) else sampler
+        repeated = observations.repeat_interleave(samples, dim=0)
+        problem = prior.problem_in_sample_space(
+            Problem(task.operator, repeated, GaussianNoise(sigma_y))
         )
-    sampler = build_sampler(sampler, task=task.name) if isinstance(sampler, str) else sampler
-    repeated = observations.repeat_interleave(samples, dim=0)
-    problem = prior.problem_in_sample_space(Problem(task.operator, repeated, GaussianNoise(sigma_y)))
-    seeds = [s for k in range(count) for s in sample_seeds(seed, samples, k)]
-    result = sampler.sample(prior, problem, seeds, progress=progress)
-    images = prior.samples_to_data(result.samples)
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError(
-            f"the sampler returned non-finite samples (NaN or inf): sigma_y = {sigma_y:g} may be "
-            "too small for float32 arithmetic, or the observation far outside the range of A(x) "
-            "for x in [-1, 1]; nothing was written."
-        )
-    restorations = []
-    for k, drawn in enumerate(images.split(samples)):
-        mean = drawn.mean(0)
-        std = drawn.std(0, unbiased=True) if samples > 1 else torch.zeros_like(mean)
-        scores: dict[str, object] = {}
-        if cleans is not None:
-            from mgdm.metrics.image_quality import psnr, ssim
+        seeds = [s for k in range(count) for s in sample_seeds(seed, samples, k)]
+        result = sampler.sample(prior, problem, seeds, progress=progress)
+        images = prior.samples_to_data(result.samples)
+        if not bool(torch.isfinite(images).all()):
+            raise ValueError(
+                f"the sampler returned non-finite samples (NaN or inf): sigma_y = {sigma_y:g} may "
+                "be too small for float32 arithmetic, or the observation far outside the range of "
+                "A(x) for x in [-1, 1]; nothing was written."
+            )
+        restorations = []
+        for k, drawn in enumerate(images.split(samples)):
+            mean = drawn.mean(0)
+            std = drawn.std(0, unbiased=True) if samples > 1 else torch.zeros_like(mean)
+            scores: dict[str, object] = {}
+            if cleans is not None:
+                from mgdm.metrics.image_quality import psnr, ssim
 
-            reference = cleans[k].to(drawn)
-            scores = {
-                "clean": reference,
-                "psnr": psnr(drawn, reference),
-                "ssim": ssim(drawn, reference),
-                "psnr_mean": float(psnr(mean[None], reference)[0]),
-                "ssim_mean": float(ssim(mean[None], reference)[0]),
-            }
-        restorations.append(
-            Restoration(task, observations[k], drawn, mean, std, result.cost, **scores)
-        )
-    return restorations
+                reference = cleans[k].to(drawn)
+                scores = {
+                    "clean": reference,
+                    "psnr": psnr(drawn, reference),
+                    "ssim": ssim(drawn, reference),
+                    "psnr_mean": float(psnr(mean[None], reference)[0]),
+                    "ssim_mean": float(ssim(mean[None], reference)[0]),
+                }
+            restorations.append(
+                Restoration(task, observations[k], drawn, mean, std, result.cost, **scores)
+            )
+        return restorations
 
 
 def summary_line(result: Restoration) -> str:

@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 from mgdm.audio.prior import AudioPrior, IndependentStemsPrior, load_audio_prior
 from mgdm.audio.resample import resample
 from mgdm.audio.wav import audio_info, read_audio, write_wav
-from mgdm.devices import resolve_device
+from mgdm.devices import resolve_device, torch_threads
 from mgdm.files import check_output_dir
 from mgdm.operators.mixing import Mixing
 from mgdm.operators.noise import GaussianNoise
@@ -205,10 +205,14 @@ def separate_tensor(
     batch_size: int = 4,
     progress: bool = False,
     device: torch.device | str | None = None,
+    threads: int | None = 1,
 ) -> Separation:
     """Separate ``mix`` (``[samples]`` or ``[channels, samples]`` at ``sample_rate``) into the
     prior's stems (module docstring). ``prior`` is a loaded prior, a shipped prior's name or a
-    prior folder (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior. Raises
+    prior folder (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior.
+    ``threads``: torch's CPU threads during the call, restored afterwards (``None`` leaves
+    torch's setting alone), one by default as ``mgdm separate``
+    (:func:`mgdm.devices.torch_threads`). Raises
     ``ValueError`` for a mix of the wrong shape, an empty, silent, too loud, too long or
     non-finite mix, a sample rate outside the accepted range and out-of-range options (all
     before the prior is loaded), and for non-finite stems."""
@@ -230,37 +234,42 @@ def separate_tensor(
     mono, notes = _mono(torch.as_tensor(mix))
     peak = float(mono.abs().max())
     check_mix(sample_rate, mono.shape[-1], peak)
-    if not isinstance(prior, (AudioPrior, IndependentStemsPrior)):
-        prior = resolve_prior(prior, device)
-    num_stems, length = prior.sample_shape
-    if sample_rate != prior.sample_rate:
-        mono = resample(mono.to(torch.float64), sample_rate, prior.sample_rate).to(torch.float32)
-        notes.append(f"resampled from {sample_rate} Hz to the prior's {prior.sample_rate} Hz")
-    samples = mono.shape[-1]
-    overlap_samples = round(overlap * length)
-    count = split_windows(mono, length, overlap_samples).shape[0]
-    if count > 1:
-        notes.append(f"{count} windows of {length} samples, {overlap_samples} overlapping")
-    elif samples < length:
-        notes.append(f"one window of {length} samples (the mix zero-padded from {samples})")
-    operator = Mixing(num_stems, length)
+    with torch_threads(threads):
+        if not isinstance(prior, (AudioPrior, IndependentStemsPrior)):
+            prior = resolve_prior(prior, device)
+        num_stems, length = prior.sample_shape
+        if sample_rate != prior.sample_rate:
+            mono = resample(mono.to(torch.float64), sample_rate, prior.sample_rate)
+            mono = mono.to(torch.float32)
+            notes.append(f"resampled from {sample_rate} Hz to the prior's {prior.sample_rate} Hz")
+        samples = mono.shape[-1]
+        overlap_samples = round(overlap * length)
+        count = split_windows(mono, length, overlap_samples).shape[0]
+        if count > 1:
+            notes.append(f"{count} windows of {length} samples, {overlap_samples} overlapping")
+        elif samples < length:
+            notes.append(f"one window of {length} samples (the mix zero-padded from {samples})")
+        operator = Mixing(num_stems, length)
 
-    def separate(windows: Tensor, seeds: list[int]) -> Tensor:
-        problem = Problem(operator, windows.to(device), noise)
-        stems = sampler.sample(prior, problem, seeds, progress=progress, device=device).samples
-        if not bool(torch.isfinite(stems).all()):
-            raise ValueError(
-                f"sampler {sampler.name} returned non-finite stems (NaN or inf); likely causes: "
-                f"a mix far outside full scale (its peak amplitude is {peak:.3g}, full scale 1), "
-                f"an extreme sigma_y ({sigma_y:g}; the Reference uses 1e-4) or a broken prior "
-                "network. Nothing was written."
-            )
-        return stems.cpu()
+        def separate(windows: Tensor, seeds: list[int]) -> Tensor:
+            problem = Problem(operator, windows.to(device), noise)
+            stems = sampler.sample(prior, problem, seeds, progress=progress, device=device).samples
+            if not bool(torch.isfinite(stems).all()):
+                raise ValueError(
+                    f"sampler {sampler.name} returned non-finite stems (NaN or inf); likely "
+                    "causes: a mix far outside full scale (its peak amplitude is "
+                    f"{peak:.3g}, full scale 1), "
+                    f"an extreme sigma_y ({sigma_y:g}; the Reference uses 1e-4) or a broken prior "
+                    "network. Nothing was written."
+                )
+            return stems.cpu()
 
-    stems = separate_windows(separate, mono, length, overlap_samples, batch_size, seed, progress)
-    return Separation(
-        stems.to(torch.float32), tuple(prior.stems), prior.sample_rate, mono, tuple(notes)
-    )
+        stems = separate_windows(
+            separate, mono, length, overlap_samples, batch_size, seed, progress
+        )
+        return Separation(
+            stems.to(torch.float32), tuple(prior.stems), prior.sample_rate, mono, tuple(notes)
+        )
 
 
 def check_mix(sample_rate: int, samples: int, peak: float | None = None) -> None:
@@ -326,6 +335,7 @@ def separate_file(
     out_dir: Path | str,
     prior: AudioDenoiser | Path | str | None = None,
     sampler: Sampler | str = "mgdm",
+    threads: int | None = 1,
     **options: Any,
 ) -> tuple[dict[str, Path], Separation]:
     """Separate the audio file ``path`` and write ``out_dir/<stem>.wav`` (32-bit float, at the
@@ -333,16 +343,17 @@ def separate_file(
 
     ``prior`` is a loaded prior, a shipped prior's name or a prior folder
     (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior. ``options`` go to
-    :func:`separate_tensor`. ``out_dir`` is checked (an existing folder or one that can be
-    created) and the file's sample rate and length are checked from its header before it is
-    decoded. The stems are written to a temporary folder next to ``out_dir`` and moved in at the
-    end: on any error ``out_dir`` is left as it was.
+    :func:`separate_tensor`; ``threads``: torch's CPU threads during the call, as there.
+    ``out_dir`` is checked (an existing folder or one that can be created) and the file's sample
+    rate and length are checked from its header before it is decoded. The stems are written to a
+    temporary folder next to ``out_dir`` and moved in at the end: on any error ``out_dir`` is left
+    as it was.
     """
     out_dir = check_output_dir(out_dir, "--out-dir")
     samples, rate = audio_info(path)
     check_mix(rate, samples)
     audio, rate = read_audio(path)
-    separation = separate_tensor(audio, rate, prior, sampler, **options)
+    separation = separate_tensor(audio, rate, prior, sampler, threads=threads, **options)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

@@ -73,3 +73,9 @@ def device(text: str) -> torch.device:
         return resolve_device(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error).rstrip(".")) from None
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether a command shows progress bars: not under ``--quiet`` (one of the common options
+    that :mod:`mgdm.cli` gives every command; absent when a parser is built without them)."""
+    return not getattr(args, "quiet", False)

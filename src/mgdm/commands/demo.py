@@ -21,11 +21,12 @@ import argparse
 import torch
 
 from mgdm.bench.gmm import seed_block
-from mgdm.commands.arguments import non_negative_int, positive_int
+from mgdm.commands.arguments import non_negative_int, positive_int, show_progress
 from mgdm.commands.restore import MAX_SAMPLES
 from mgdm.files import check_output_dir, write_atomically
 from mgdm.gmm_problem import make_gmm_problem
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
+from mgdm.priors.catalog import SHIPPED_PRIORS
 from mgdm.random import SampleNoise
 from mgdm.samplers.mgdm import MGDM, PRESETS, preset
 
@@ -58,7 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="MGDM preset (default: %(default)s)",
     )
     parser.add_argument(
-        "--prior", default="fashion-mnist", help="prior name or path (default: %(default)s)"
+        "--prior",
+        default="fashion-mnist",
+        help=f"a shipped prior ({', '.join(SHIPPED_PRIORS)}) or a path (default: %(default)s)",
     )
     parser.add_argument(
         "--samples",
@@ -109,7 +112,14 @@ def run_images(args: argparse.Namespace) -> int:
         )
         sampler = build_sampler("mgdm", task=name, preset=args.preset)
         batch = restore_batch(
-            observations, task, prior, sampler, samples, cleans=cleans, progress=True
+            observations,
+            task,
+            prior,
+            sampler,
+            samples,
+            cleans=cleans,
+            progress=show_progress(args),
+            threads=None,  # mgdm.cli.main set --threads
         )
         print(summary_line_for_task(batch))
         results.extend(batch)
@@ -159,7 +169,10 @@ def run_gmm(args: argparse.Namespace) -> int:
     print(f"{'prior (no guidance)':<22} {sliced_wasserstein(exact, prior_draws):>12.3f}")
     for name in ("default", "reference"):
         result = MGDM(preset(name)).sample(
-            case.prior, case.problem, seed_block(2, 1, args.problem_seed, 5, count=n), progress=True
+            case.prior,
+            case.problem,
+            seed_block(2, 1, args.problem_seed, 5, count=n),
+            progress=show_progress(args),
         )
         sw = sliced_wasserstein(exact, result.samples)
         cost = result.cost

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from mgdm.checkpoints import read_json_object
-from mgdm.commands.arguments import non_negative_int, positive_int
+from mgdm.commands.arguments import non_negative_int, positive_int, show_progress
 from mgdm.files import check_output_dir, write_atomically
 
 AUDIO_PRIOR_HELP = """\
@@ -194,7 +194,7 @@ def run_audio(args: argparse.Namespace) -> int:
         args.steps,
         args.seed,
         batch_size=args.batch_size,
-        progress=True,
+        progress=show_progress(args),
     )
     save_audio_evaluation(evaluation, folder / "evaluation.json")
     write_sample_audio(samples, prior.stems, prior.sample_rate, folder, reference)

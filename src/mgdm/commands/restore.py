@@ -14,6 +14,9 @@ import argparse
 
 from mgdm.commands import arguments
 from mgdm.priors.catalog import SHIPPED_PRIORS
+from mgdm.samplers.mgdm import PRESETS
+from mgdm.samplers.registry import sampler_names
+from mgdm.tasks.registry import TASKS
 
 MAX_SAMPLES = 64
 """``--samples`` at most: one grid column per sample (the API's ``restore`` has no such limit)."""
@@ -35,11 +38,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--observation", help="an observation: .npy, or an image for image-valued tasks"
     )
-    parser.add_argument("--task", required=True, help="the degradation (see `mgdm tasks`)")
     parser.add_argument(
-        "--sampler", default="mgdm", help="a registered sampler (default: %(default)s)"
+        "--task", required=True, help=f"the degradation: {', '.join(TASKS)} (see `mgdm tasks`)"
     )
-    parser.add_argument("--preset", help="MGDM preset: default, fast, reference, dense-grid")
+    parser.add_argument(
+        "--sampler",
+        default="mgdm",
+        help=f"{', '.join(sampler_names())} (default: %(default)s)",
+    )
+    parser.add_argument("--preset", help=f"MGDM preset: {', '.join(PRESETS)} (default: default)")
     parser.add_argument(
         "--prior",
         default="fashion-mnist",
@@ -140,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         sigma_y=args.sigma_y,
         clean=clean,
-        progress=True,
+        progress=arguments.show_progress(args),
+        threads=None,  # mgdm.cli.main set --threads
     )
     if args.save_observation:
         print(f"wrote {save_observation(args.save_observation, result.observation)}")

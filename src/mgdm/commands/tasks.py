@@ -140,7 +140,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0.05,
         help="Gaussian noise std in the [-1, 1] units of A(x) (default 0.05)",
     )
-    figures.add_argument("--tasks", default="all", help="'all' or a comma list of task names")
+    figures.add_argument(
+        "--tasks", default="all", help=f"'all' or a comma list of {', '.join(TASKS)}"
+    )
     figures.set_defaults(func=draw_figures)
     check = commands.add_parser(
         "jpeg-vs-pillow",
