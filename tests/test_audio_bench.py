@@ -14,13 +14,8 @@ from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import StemData, save_stem_tensor
 from mgdm.audio.prior import AudioPrior, save_audio_prior
 from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
-from mgdm.bench.audio import (
-    AudioVariant,
-    audio_variants,
-    open_audio_db,
-    plan_variant,
-    read_audio_db,
-)
+from mgdm.bench.audio import AudioVariant, audio_variants, plan_variant
+from mgdm.bench.audio_db import open_audio_db, read_audio_db
 from mgdm.cli import main
 
 torch.set_num_threads(1)

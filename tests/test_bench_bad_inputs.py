@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgdm.bench.audio import check_setting, open_audio_db
+from mgdm.bench.audio_db import check_setting, open_audio_db
 from mgdm.bench.gmm import GMMRow, write_json
 from mgdm.bench.images import SamplerVariant, run_image_benchmark
 from mgdm.bench.images_db import read_cells

@@ -20,13 +20,12 @@ from mgdm.bench.images import (
 )
 from mgdm.bench.images_db import (
     METRICS,
-    decode_array,
     insert_cell,
     merge_rank_files,
     open_db,
-    rank_path,
     read_cells,
 )
+from mgdm.bench.store import decode_array, rank_path
 from mgdm.cli import main
 from mgdm.metrics.fashion_classifier import FashionClassifier
 from mgdm.metrics.lpips import LPIPS

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from mgdm.bench.gmm import parse_seeds
+from mgdm.bench.seeds import parse_seeds
 from mgdm.cli import main
 
 

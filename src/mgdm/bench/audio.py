@@ -1,15 +1,15 @@
 """The source-separation benchmark (``mgdm bench audio``): samplers x mixtures x seeds, one SQLite
-row per cell, and its table and compute curve (``mgdm bench audio-table``).
+row per cell: what a cell is, how it is computed and scored.
 
-**Problem** (tasks.md §4). For a held-out example with stems ``x = (x_1, …, x_S)`` ``[S, N]``
-(:data:`~mgdm.audio.constants.STEMS` order), the observation is the noise-free mix
+**Problem** (docs/algorithms/problems.md §1). For a held-out example with stems
+``x = (x_1, …, x_S)`` ``[S, N]`` (:data:`~mgdm.audio.constants.STEMS` order), the observation is the noise-free mix
 ``y = A x = sum_s x_s`` ``[N]`` (:class:`~mgdm.operators.mixing.Mixing`); the samplers see the
 Gaussian likelihood ``-||y - A x||^2 / (2 sigma_y^2)`` with ``sigma_y = 1e-4``
 (:data:`~mgdm.audio.separate.AUDIO_SIGMA_Y`). ``y`` is cut into windows of the prior's length
 ``L`` exactly as ``mgdm separate`` does (half-window overlap, cross-faded back together:
 :func:`~mgdm.audio.separate.split_windows`, :func:`~mgdm.audio.separate.overlap_add`); a clip of
-at most ``L`` samples is one window (zero-padded). Window ``w`` of mixture ``i`` and run seed ``r`` is sampled with the
-seed ``derive_seed(name_key("audio"), name_key(algorithm), i, r, w)``: the sample does not depend
+at most ``L`` samples is one window (zero-padded). Window ``w`` of mixture ``i`` and run seed
+``r`` is sampled with the seed ``derive_seed(name_key("audio"), name_key(algorithm), i, r, w)``: the sample does not depend
 on the batch, and all MGDM variants (every ``R``, the independent-stems prior) share their random
 numbers (common random numbers along the compute curve).
 
@@ -29,46 +29,26 @@ fills them).
 
 **Metric.** SI-SDRi per stem and their mean (:func:`~mgdm.audio.metrics.si_sdr_improvement`:
 MSDM's 4 s windows with 2 s overlap, which become one window covering a clip of at most 4 s, the
-Proposal of tasks.md §4; windows with fewer than two active stems are skipped).
+Proposal of docs/algorithms/problems.md §1; windows with fewer than two active stems are
+skipped).
 
-**Database** (:data:`SCHEMA_VERSION`). Table ``meta`` (``key``, ``value``): ``kind``
-(:data:`DB_KIND`, what tells this database from another file: :mod:`mgdm.bench.store`),
-``schema_version``, ``data`` (the data file's SHA-256 and fingerprint, JSON), ``prior`` and
-``independent_prior`` (SHA-256 over the prior folder's ``prior.json`` and ``model.safetensors``
-files), ``sigma_y`` and ``batch`` (mixtures per sampler call); a run whose setting differs from
-the stored one is refused (the file and ``batch`` are checked before anything is loaded, the
-rest once the inputs are). Table ``cells``, one row per ``(sampler, mixture, seed, budget)``
-(``budget = 0``: the samplers' own configurations), written in its own transaction (WAL
-journal): ``status`` (``done``; ``diverged``: the sampler returned non-finite stems, metrics
-NULL; ``skipped``: see ``reason``),
-``algorithm`` (registry name), ``prior`` (``joint`` or ``independent``), ``config`` (JSON),
-``si_sdri_{stem}`` per stem and ``si_sdri_mean`` (dB), ``windows_kept``, ``windows_total`` and
-``window_samples`` of the metric, per mixture ``nfe_forward`` and ``nfe_backward`` (network calls
-without / with a backward pass, summed over the mixture's windows) and ``seconds`` (the sampler
-call's time divided by its mixtures), ``batch_mixtures``, ``peak_memory_bytes`` and
-``peak_memory_kind`` (as in :mod:`mgdm.bench.images_db`), ``device``, ``finished_at`` (Unix
-time). A rerun skips the finished (``done``, ``diverged``) rows; a batch of ``batch_size``
-consecutive mixtures with a missing row is sampled again whole (same samples as an uninterrupted
-run) and only its missing rows are written.
+**Database**: :mod:`mgdm.bench.audio_db`. **Table and compute curve**:
+:mod:`mgdm.bench.audio_report`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from mgdm.audio.constants import STEMS
 from mgdm.audio.dataset import load_stem_tensor
@@ -81,33 +61,31 @@ from mgdm.audio.separate import (
     overlap_add,
     split_windows,
 )
-from mgdm.bench.gmm import mean_ci, parse_seeds
-from mgdm.bench.images import measure_peak_memory, name_key, reset_peak_memory, resolve_device
-from mgdm.bench.images_db import config_json
-from mgdm.bench.report import plot_compute_points
-from mgdm.bench.store import check_database, check_settings, read_meta
+from mgdm.bench.audio_db import (
+    AudioRow,
+    check_audio_db,
+    check_setting,
+    insert_row,
+    open_audio_db,
+    stored_rows,
+)
+from mgdm.bench.runtime import (
+    check_noise_and_budget,
+    chunks,
+    measure_peak_memory,
+    progress_bar,
+    reset_peak_memory,
+    resolve_device,
+)
+from mgdm.bench.seeds import name_key, parse_seeds
+from mgdm.bench.store import config_json
 from mgdm.checkpoints import file_sha256
-from mgdm.files import check_output_dir, write_atomically
 from mgdm.operators.mixing import Mixing
 from mgdm.operators.noise import GaussianNoise
-from mgdm.plotting import pyplot
 from mgdm.problem import Problem
 from mgdm.random import derive_seed
 from mgdm.samplers.base import Sampler
-from mgdm.samplers.registry import parse_sampler_list, sampler_names
-
-SCHEMA_VERSION = 1
-"""Version of the tables; a database of another version is refused."""
-
-DB_KIND = "mgdm-audio-bench"
-"""The ``kind`` entry of ``meta``: what tells an audio-benchmark database from another file."""
-
-COMMAND = "mgdm bench audio"
-
-RUN_OPTIONS: dict[str, str] = {"batch": "--batch"}
-"""The option that sets each ``meta`` setting a user can repeat (the others are digests)."""
-
-_TABLES = ("meta", "cells")
+from mgdm.samplers.registry import parse_sampler_list
 
 DEFAULT_SWEEPS: tuple[int, ...] = (1, 2, 4, 6)
 """Gibbs sweep counts of the MGDM variants: the compute curve."""
@@ -117,23 +95,7 @@ WINDOW_OVERLAP = 0.5
 
 INDEPENDENT_LABEL = "mgdm-independent"
 
-STEM_COLUMNS: tuple[str, ...] = tuple(f"si_sdri_{stem}" for stem in STEMS)
-
 _SEED_STREAM = name_key("audio")
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS cells (
-    sampler TEXT NOT NULL, mixture INTEGER NOT NULL, seed INTEGER NOT NULL, budget REAL NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('done', 'diverged', 'skipped')), reason TEXT,
-    algorithm TEXT NOT NULL, prior TEXT NOT NULL, config TEXT NOT NULL, finished_at REAL NOT NULL,
-    {", ".join(f"{c} REAL" for c in STEM_COLUMNS)}, si_sdri_mean REAL,
-    windows_kept INTEGER, windows_total INTEGER, window_samples INTEGER,
-    nfe_forward REAL, nfe_backward REAL, seconds REAL, batch_mixtures INTEGER,
-    peak_memory_bytes INTEGER, peak_memory_kind TEXT, device TEXT,
-    PRIMARY KEY (sampler, mixture, seed, budget)
-);
-"""
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -184,137 +146,6 @@ def audio_variants(
     if len(set(labels)) != len(labels):
         raise ValueError(f"sampler labels must be distinct; got {', '.join(labels)}.")
     return variants, notes
-
-
-# ----------------------------------------------------------------------------- rows
-@dataclass(frozen=True)
-class AudioRow:
-    """One row of ``cells`` (module docstring); ``si_sdri`` holds the per-stem values in
-    :data:`STEMS` order (columns ``si_sdri_{stem}``). The measured fields are ``None`` in a
-    skipped row."""
-
-    sampler: str
-    mixture: int
-    seed: int
-    budget: float
-    status: str
-    reason: str | None
-    algorithm: str
-    prior: str
-    config: str
-    finished_at: float
-    si_sdri: tuple[float | None, ...] = (None,) * len(STEMS)
-    si_sdri_mean: float | None = None
-    windows_kept: int | None = None
-    windows_total: int | None = None
-    window_samples: int | None = None
-    nfe_forward: float | None = None
-    nfe_backward: float | None = None
-    seconds: float | None = None
-    batch_mixtures: int | None = None
-    peak_memory_bytes: int | None = None
-    peak_memory_kind: str | None = None
-    device: str | None = None
-
-    @property
-    def key(self) -> tuple[str, int, int, float]:
-        return self.sampler, self.mixture, self.seed, self.budget
-
-    def values(self) -> tuple[object, ...]:
-        """The values in :data:`_COLUMNS` order."""
-        flat = astuple(self)
-        split = _FIELDS.index("si_sdri")
-        return (*flat[:split], *self.si_sdri, *flat[split + 1 :])
-
-    @classmethod
-    def from_values(cls, values: Sequence[object]) -> AudioRow:
-        """The inverse of :meth:`values`."""
-        split, count = _FIELDS.index("si_sdri"), len(STEM_COLUMNS)
-        stems = tuple(values[split : split + count])
-        return cls(*values[:split], stems, *values[split + count :])  # type: ignore[arg-type]
-
-
-_FIELDS = tuple(f.name for f in fields(AudioRow))
-_COLUMNS = tuple(c for f in _FIELDS for c in (STEM_COLUMNS if f == "si_sdri" else (f,)))
-
-
-# ----------------------------------------------------------------------------- database
-def check_audio_db(path: Path | str, setting: dict[str, str]) -> None:
-    """Before a run: ``path`` is a new file that can be created, or an audio-benchmark database
-    whose stored entries of ``setting`` match. Creates nothing; ``ValueError`` otherwise."""
-    check_database(
-        path, DB_KIND, _TABLES, SCHEMA_VERSION, COMMAND, setting, "separations", RUN_OPTIONS
-    )
-
-
-def open_audio_db(path: Path | str) -> sqlite3.Connection:
-    """Open (creating if needed) an audio-benchmark database with a WAL journal; ``ValueError``
-    when the file cannot be used, is another kind of database, or has another schema version
-    (:func:`mgdm.bench.store.read_meta`). The tables and ``meta`` are created in one
-    transaction, so a reader sees none or all of them.
-
-    The connection opens a transaction at the first write; ``with connection:`` commits it.
-    """
-    path = Path(path)
-    read_meta(path, DB_KIND, _TABLES, SCHEMA_VERSION, COMMAND, for_run=True)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, timeout=60.0)
-        connection.execute("PRAGMA journal_mode=WAL")
-        with connection:
-            connection.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
-            connection.executemany(
-                "INSERT OR IGNORE INTO meta VALUES (?, ?)",
-                [("kind", DB_KIND), ("schema_version", str(SCHEMA_VERSION))],
-            )
-    except (OSError, sqlite3.Error) as error:
-        raise ValueError(f"cannot use {path} as the audio-benchmark database: {error}.") from None
-    return connection
-
-
-def _meta(connection: sqlite3.Connection) -> dict[str, str]:
-    """The ``meta`` table as a dict."""
-    return dict(connection.execute("SELECT key, value FROM meta"))
-
-
-def check_setting(connection: sqlite3.Connection, setting: dict[str, str], path: Path) -> None:
-    """Store ``setting`` in ``meta``; ``ValueError`` when a stored entry differs."""
-    check_settings(path, _meta(connection), setting, "separations", RUN_OPTIONS)
-    with connection:
-        connection.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", setting.items())
-
-
-def insert_row(connection: sqlite3.Connection, row: AudioRow) -> None:
-    """Write one row in its own transaction (replacing a ``skipped`` row of the same key)."""
-    placeholders = ", ".join("?" for _ in _COLUMNS)
-    with connection:
-        connection.execute(
-            f"INSERT OR REPLACE INTO cells ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
-            row.values(),
-        )
-
-
-def stored_rows(connection: sqlite3.Connection) -> list[AudioRow]:
-    """Every row of ``cells``, in key order."""
-    query = f"SELECT {', '.join(_COLUMNS)} FROM cells ORDER BY sampler, budget, mixture, seed"
-    return [AudioRow.from_values(values) for values in connection.execute(query)]
-
-
-def read_audio_db(path: Path | str) -> tuple[dict[str, str], list[AudioRow]]:
-    """``(meta, rows)`` of an existing database (read only); ``ValueError`` when ``path`` is not
-    one."""
-    path = Path(path)
-    meta = read_meta(path, DB_KIND, _TABLES, SCHEMA_VERSION, COMMAND)
-    if not meta:
-        raise ValueError(f"no audio-benchmark database at {path}.")
-    try:
-        with closing(sqlite3.connect(path, timeout=60.0)) as db:
-            return meta, stored_rows(db)
-    except sqlite3.Error as error:
-        raise ValueError(f"cannot read {path}: {error}.") from None
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -550,12 +381,9 @@ class AudioSummary:
 
 
 def _check_options(mixtures: int, budget: float | None, batch_size: int, sigma_y: float) -> None:
-    if not (isinstance(sigma_y, (int, float)) and math.isfinite(sigma_y) and sigma_y > 0):
-        raise ValueError(f"sigma_y must be a finite number > 0; got {sigma_y!r}.")
-    if budget is not None and not (
-        isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0
-    ):
-        raise ValueError(f"the budget must be a number of network calls > 0; got {budget!r}.")
+    """``ValueError`` for an option out of range (:func:`check_noise_and_budget`; ``mixtures``
+    and ``batch_size`` integers >= 1)."""
+    check_noise_and_budget(sigma_y, budget)
     for name, value in (("--mixtures", mixtures), ("--batch", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
@@ -644,11 +472,11 @@ def run_audio_benchmark(
             (_Cells(variant, seed, key_budget, plans[variant.label], str(device)), chunk)
             for variant in variants
             for seed in seed_list
-            for chunk in _chunks(indices, batch_size)
+            for chunk in chunks(indices, batch_size)
         ]
         missing = sum(cells.key(i) not in finished for cells, chunk in batches for i in chunk)
         summary.already = len(variants) * len(seed_list) * len(indices) - missing
-        with tqdm(total=missing, unit="cell", desc="audio cells", disable=not progress) as bar:
+        with progress_bar(missing, "audio cells", progress) as bar:
             for cells, chunk in batches:
                 if finished.issuperset(cells.key(i) for i in chunk):
                     continue
@@ -659,11 +487,6 @@ def run_audio_benchmark(
                         setattr(summary, row.status, getattr(summary, row.status) + 1)
                         bar.update(1)
     return summary
-
-
-def _chunks(indices: Sequence[int], size: int) -> list[list[int]]:
-    """``indices`` cut into consecutive chunks of ``size`` (the last one shorter)."""
-    return [list(indices[start : start + size]) for start in range(0, len(indices), size)]
 
 
 def _batch_rows(
@@ -697,217 +520,3 @@ def _check_configs(stored: Sequence[AudioRow], plans: dict[str, Plan], db: Path)
                 f"{db} holds {row.sampler!r} separations made with another configuration; use "
                 "another database or another sampler label."
             )
-
-
-# ----------------------------------------------------------------------------- table
-_SWEEP_LABEL = re.compile(r"mgdm-R(\d+)")
-_COLUMN_TITLES = (*STEMS, "mean")
-
-
-@dataclass(frozen=True)
-class LabelStats:
-    """The table row of one sampler label at one budget.
-
-    Attributes:
-        label, algorithm, independent: the sampler.
-        scores: per column of :data:`_COLUMN_TITLES`, ``(mean, 95 % CI half-width)`` over the
-            mixtures of the per-mixture means over seeds (``None``: no value).
-        nfe_forward, nfe_backward, seconds: means over the done rows, per mixture.
-        peak_memory: the largest peak over the done rows, bytes (``None``: none done).
-        mixtures: mixtures with a done row.
-        diverged: rows whose stems were non-finite.
-        skipped: the reason of the skipped rows (``None``: none skipped).
-    """
-
-    label: str
-    algorithm: str
-    independent: bool
-    scores: tuple[tuple[float, float] | None, ...]
-    nfe_forward: float
-    nfe_backward: float
-    seconds: float
-    peak_memory: int | None
-    mixtures: int
-    diverged: int
-    skipped: str | None
-
-
-def label_stats(rows: Sequence[AudioRow]) -> LabelStats:
-    """The statistics of the rows of one label (and one budget)."""
-    done = [r for r in rows if r.status == "done"]
-    per_mixture: dict[int, list[tuple[float | None, ...]]] = {}
-    for row in done:
-        per_mixture.setdefault(row.mixture, []).append((*row.si_sdri, row.si_sdri_mean))
-    scores = []
-    for column in range(len(_COLUMN_TITLES)):
-        means = []
-        for values in per_mixture.values():
-            finite = [
-                v[column] for v in values if v[column] is not None and math.isfinite(v[column])
-            ]
-            if finite:
-                means.append(sum(finite) / len(finite))
-        scores.append(mean_ci(means) if means else None)
-    skipped = [r.reason for r in rows if r.status == "skipped"]
-
-    def mean(name: str) -> float:
-        return sum(getattr(r, name) for r in done) / len(done) if done else math.nan
-
-    return LabelStats(
-        rows[0].sampler,
-        rows[0].algorithm,
-        rows[0].prior == "independent",
-        tuple(scores),
-        mean("nfe_forward"),
-        mean("nfe_backward"),
-        mean("seconds"),
-        max((r.peak_memory_bytes for r in done), default=None),
-        len(per_mixture),
-        sum(r.status == "diverged" for r in rows),
-        skipped[0] if skipped else None,
-    )
-
-
-def _order(stats: LabelStats) -> tuple[int, bool, list[object]]:
-    """Registry order, joint before independent, labels in natural order (R2 before R10)."""
-    names = sampler_names()
-    rank = names.index(stats.algorithm) if stats.algorithm in names else len(names)
-    parts = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", stats.label)]
-    return rank, stats.independent, parts
-
-
-def select_budget(rows: Sequence[AudioRow], budget: float | None) -> list[AudioRow]:
-    """The rows of ``budget`` (``None``: the only budget in ``rows``); ``ValueError`` naming the
-    budgets present otherwise."""
-    budgets = sorted({r.budget for r in rows})
-    if not budgets:
-        raise ValueError("the database holds no separations yet.")
-    if budget is None and len(budgets) == 1:
-        budget = budgets[0]
-    if budget not in budgets:
-        listing = ", ".join("0 (own settings)" if b == 0 else f"{b:g}" for b in budgets)
-        raise ValueError(f"choose one --budget of the database: {listing}.")
-    return [r for r in rows if r.budget == budget]
-
-
-def table_stats(rows: Sequence[AudioRow]) -> list[LabelStats]:
-    """One :class:`LabelStats` per label of ``rows`` (one budget), in table order."""
-    groups: dict[str, list[AudioRow]] = {}
-    for row in rows:
-        groups.setdefault(row.sampler, []).append(row)
-    return sorted((label_stats(group) for group in groups.values()), key=_order)
-
-
-def _window_text(meta: dict[str, str], rows: Sequence[AudioRow]) -> str:
-    """Which SI-SDRi windows the rows used, in words."""
-    data = json.loads(meta["data"])
-    rate, length = data["sample_rate"], data["length"]
-    done = [r for r in rows if r.status == "done"]
-    if done and all(r.windows_total == 1 for r in done):
-        return (
-            f"one window covering each clip ({length:,} samples, {length / rate:.2f} s at "
-            f"{rate} Hz)"
-        )
-    window = max((r.window_samples for r in done), default=4 * rate)
-    return (
-        f"windows of {window:,} samples ({window / rate:g} s) with 2 s overlap over clips of "
-        f"{length:,} samples at {rate} Hz"
-    )
-
-
-def _cell(score: tuple[float, float] | None, best: float | None) -> str:
-    if score is None:
-        return "–"
-    mean, ci = score
-    text = f"{mean:.2f}" + ("" if math.isnan(ci) else f" ± {ci:.2f}")
-    return f"**{text}**" if mean == best else text
-
-
-def audio_table(meta: dict[str, str], rows: Sequence[AudioRow]) -> str:
-    """The Markdown table of the rows of one budget: SI-SDRi per stem and mean (best in bold),
-    then network calls, seconds and peak memory per mixture, and notes."""
-    stats = table_stats(rows)
-    budget = rows[0].budget
-    data = json.loads(meta["data"])
-    bests = [
-        max((s.scores[c][0] for s in stats if s.scores[c] is not None), default=None)
-        for c in range(len(_COLUMN_TITLES))
-    ]
-    lines = [
-        "SI-SDRi (dB, higher is better), mean ± 95 % CI over mixtures (seeds averaged per "
-        f"mixture); {_window_text(meta, rows)}; data: {data['split']} split, first seed "
-        f"{data['first_seed']}; "
-        + (
-            "the samplers' own settings."
-            if budget == 0
-            else f"every sampler at about {budget:g} network calls per window."
-        ),
-        "",
-        "| sampler | " + " | ".join(_COLUMN_TITLES) + " | NFE fwd | NFE fwd+bwd | s / mixture "
-        "| peak MiB | mixtures |",
-        "|:---|" + "---:|" * (len(_COLUMN_TITLES) + 5),
-    ]
-    notes = []
-    for s in stats:
-        if s.mixtures == 0:
-            cells = ["skipped" if s.skipped else "–"] * len(_COLUMN_TITLES) + ["–"] * 4
-        else:
-            memory = "–" if s.peak_memory is None else f"{s.peak_memory / 2**20:.0f}"
-            cells = [_cell(score, best) for score, best in zip(s.scores, bests)]
-            cells += [f"{s.nfe_forward:.0f}", f"{s.nfe_backward:.0f}", f"{s.seconds:.3g}", memory]
-        lines.append(f"| {s.label} | " + " | ".join(cells) + f" | {s.mixtures} |")
-        if s.skipped:
-            notes.append(f"{s.label} skipped: {s.skipped}")
-        if s.diverged:
-            notes.append(f"{s.label}: {s.diverged} separations diverged (non-finite stems).")
-    notes.append(
-        "Network calls and seconds per mixture (all its windows); mgdm-independent's call runs "
-        "the four single-stem networks. Peak memory: CUDA allocation or the process's resident "
-        "set (CPU)."
-    )
-    return "\n".join([*lines, "", *notes]) + "\n"
-
-
-def compute_curve(stats: Sequence[LabelStats], path: Path) -> Path:
-    """Write the PNG of mean SI-SDRi against network calls per mixture: the joint MGDM variants
-    ``mgdm-R{R}`` as a line over ``R``, every other sampler as a labelled point."""
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(5.5, 4.0))
-    points = []
-    for s in stats:
-        score = s.scores[-1]
-        if score is None:
-            continue
-        match = _SWEEP_LABEL.fullmatch(s.label)
-        sweeps = (
-            int(match.group(1)) if match and s.algorithm == "mgdm" and not s.independent else None
-        )
-        points.append((s.label, s.nfe_forward + s.nfe_backward, score[0], sweeps))
-    plot_compute_points(axis, points, fontsize=7)
-    calls = [x for line in axis.get_lines() for x in line.get_xdata()]
-    if calls and min(calls) > 0 and max(calls) > 10 * min(calls):
-        axis.set_xscale("log")
-    axis.set_xlabel("network calls per mixture (forward + VJP)")
-    axis.set_ylabel("mean SI-SDRi (dB)")
-    figure.tight_layout()
-    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=110))
-    plt.close(figure)
-    return path
-
-
-def write_audio_table(
-    db: Path | str, out: Path | str | None = None, budget: float | None = None
-) -> tuple[str, list[Path]]:
-    """The Markdown table of ``budget`` (``None``: the database's only one); with ``out``, also
-    ``table.md`` and ``compute_curve.png`` there (each written whole or not at all). Returns the
-    text and the files written. ``ValueError`` for an ``out`` that is not a folder that exists
-    or can be created, checked before the database is read."""
-    if out is not None:
-        out = check_output_dir(out, "--out")
-    meta, rows = read_audio_db(db)
-    rows = select_budget(rows, budget)
-    text = audio_table(meta, rows)
-    if out is None:
-        return text, []
-    write_atomically(out / "table.md", lambda temporary: temporary.write_text(text, "utf-8"))
-    return text, [out / "table.md", compute_curve(table_stats(rows), out / "compute_curve.png")]

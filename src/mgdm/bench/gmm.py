@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from mgdm.bench.seeds import seed_block
+from mgdm.bench.tables import mean_ci
 from mgdm.files import write_atomically
 from mgdm.gmm_problem import GMMProblem, make_gmm_problem
 from mgdm.metrics.sliced_wasserstein import sliced_wasserstein
@@ -64,42 +66,6 @@ class GMMRow:
     nfe_backward: float
     seconds: float
     n_samples: int
-
-
-def seed_block(*parts: int, count: int) -> list[int]:
-    """``count`` consecutive per-sample seeds starting at a base derived from ``parts``."""
-    base = derive_seed(*parts) >> 2
-    return [base + n for n in range(count)]
-
-
-MAX_SEEDS = 10_000
-"""The most seeds a seed list may name (a benchmark runs every one of them)."""
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0-9"``, ``"0,3,5"`` or ``"0-4,8"`` -> a sorted list of distinct non-negative seeds, at
-    most :data:`MAX_SEEDS` of them."""
-    ranges: list[range] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                lo, hi = (int(v) for v in part.split("-"))
-                if lo > hi:
-                    raise ValueError
-                ranges.append(range(lo, hi + 1))
-            else:
-                ranges.append(range(int(part), int(part) + 1))
-    except ValueError:
-        raise ValueError(
-            f"cannot read the seeds {text!r}; expected a range like '0-9', a list like '0,3,5', or both '0-4,8'."
-        ) from None
-    if sum(len(r) for r in ranges) > MAX_SEEDS:
-        raise ValueError(f"the seeds {text!r} name more than {MAX_SEEDS:,} seeds; name fewer.")
-    seeds = {seed for r in ranges for seed in r}
-    if not seeds or min(seeds) < 0:
-        raise ValueError(f"seeds must be non-negative integers; got {text!r}.")
-    return sorted(seeds)
 
 
 def run_problem(
@@ -245,15 +211,6 @@ def read_json(path: str | Path) -> list[GMMRow]:
                     "`mgdm bench gmm --json`."
                 )
     return rows
-
-
-def mean_ci(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, 1.96 * math.sqrt(var / n)
 
 
 def summary_table(rows: Sequence[GMMRow]) -> str:

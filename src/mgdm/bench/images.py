@@ -21,30 +21,23 @@ Several images run in one sampler call (``Problem`` takes one observation per sa
 **batch** is a fixed chunk of ``batch_size`` consecutive images of one (task, sampler, seed):
 batches are the unit of work, of resumption (a batch with a missing cell is rerun whole, so its
 samples are computed exactly as in an uninterrupted run) and of sharding over ``torchrun``
-ranks (:func:`deal`).
+ranks (:func:`mgdm.bench.runtime.deal`). The database is :mod:`mgdm.bench.images_db`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import resource
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from mgdm import devices
-from mgdm.bench.gmm import parse_seeds
 from mgdm.bench.images_db import (
     METRICS,
     SCHEMA_VERSION,
@@ -52,17 +45,27 @@ from mgdm.bench.images_db import (
     CellRecord,
     Setting,
     check_db,
-    config_json,
-    encode_array,
     finished_cells,
     insert_cell,
     insert_image,
     insert_observation,
     merge_rank_files,
     open_db,
-    rank_path,
     stored_configs,
 )
+from mgdm.bench.runtime import (
+    barrier,
+    check_noise_and_budget,
+    chunks,
+    deal,
+    measure_peak_memory,
+    process_group,
+    progress_bar,
+    reset_peak_memory,
+    resolve_device,
+)
+from mgdm.bench.seeds import name_key, parse_seeds
+from mgdm.bench.store import config_json, encode_array, rank_path
 from mgdm.data.fashion_mnist import load_fashion_mnist
 from mgdm.metrics.fashion_classifier import (
     SHIPPED_CLASSIFIER_DIR,
@@ -187,11 +190,6 @@ class Plan:
 
 
 # ----------------------------------------------------------------------------- seeding
-def name_key(name: str) -> int:
-    """A 63-bit integer of a name (BLAKE2b), to enter names into :func:`derive_seed`."""
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1
-
-
 def observation_seed(task: str, image: int, seed: int) -> int:
     """Seed of the noise ``eps_i`` of the observation of image ``image``."""
     return derive_seed(_OBSERVATION, name_key(task), image, seed)
@@ -298,18 +296,6 @@ def exact_metrics(
         exact(_EXACT_FLOOR), reference, directions, direction_seed
     )
     return values
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def measure_peak_memory(device: torch.device) -> tuple[int, str]:
-    """``(bytes, kind)``: CUDA's peak allocation since the reset, or the process's peak RSS."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "cpu_max_rss"
 
 
 # ----------------------------------------------------------------------------- running
@@ -488,66 +474,16 @@ def make_batches(
 ) -> list[Batch]:
     """Every batch of the run, in a fixed order (tasks, samplers, seeds, image chunks)."""
     return [
-        Batch(task, variant, seed, tuple(indices[start : start + batch_size]))
+        Batch(task, variant, seed, tuple(chunk))
         for task in tasks
         for variant in variants
         for seed in seeds
-        for start in range(0, len(indices), batch_size)
+        for chunk in chunks(indices, batch_size)
     ]
-
-
-def deal(batches: Sequence[Batch], world_size: int) -> list[list[Batch]]:
-    """Share ``batches`` over ``world_size`` ranks: each batch, in order, goes to the rank with
-    the fewest cells so far (the lowest rank on ties); every rank computes the same split."""
-    shares: list[list[Batch]] = [[] for _ in range(world_size)]
-    load = [0] * world_size
-    for batch in batches:
-        rank = load.index(min(load))
-        shares[rank].append(batch)
-        load[rank] += len(batch.images)
-    return shares
 
 
 def _cells(batch: Batch) -> list[tuple[str, str, int, int]]:
     return [(batch.task, batch.variant.label, i, batch.seed) for i in batch.images]
-
-
-@contextmanager
-def _process_group() -> Iterator[tuple[int, int]]:
-    """``(rank, world_size)``: from ``torchrun``'s environment (joining a gloo group, which
-    carries only barriers here), else ``(0, 1)``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        yield 0, 1
-        return
-    import torch.distributed as dist
-
-    created = not dist.is_initialized()
-    if created:
-        dist.init_process_group("gloo", timeout=timedelta(days=7))
-    try:
-        yield dist.get_rank(), dist.get_world_size()
-    finally:
-        if created:
-            dist.destroy_process_group()
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` checked by :func:`mgdm.devices.resolve_device` (``ValueError`` for one this
-    machine does not have), with a bare ``cuda`` bound to GPU ``LOCAL_RANK mod (number of GPUs)``
-    (one GPU per ``torchrun`` process where there are enough)."""
-    device = devices.resolve_device(device)
-    if device.type == "cuda" and device.index is None:
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    return device
 
 
 def _resolve_classifier(
@@ -598,12 +534,9 @@ def _load_images(images: Tensor | int) -> tuple[Tensor, str]:
 def _check_options(
     sigma_y: float, budget: float | None, samples_per_cell: int, batch_size: int, directions: int
 ) -> None:
-    if not (isinstance(sigma_y, (int, float)) and math.isfinite(sigma_y) and sigma_y > 0):
-        raise ValueError(f"sigma_y must be a finite number > 0; got {sigma_y!r}.")
-    if budget is not None and not (
-        isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0
-    ):
-        raise ValueError(f"the budget must be a number of network calls > 0; got {budget!r}.")
+    """``ValueError`` for an option out of range (:func:`check_noise_and_budget`; the counts
+    integers >= 1)."""
+    check_noise_and_budget(sigma_y, budget)
     for name, value in (
         ("samples per cell", samples_per_cell),
         ("batch size", batch_size),
@@ -667,7 +600,7 @@ def run_image_benchmark(
         progress: show a progress bar over cells (rank 0).
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) the pending batches are shared over the ranks
-    (:func:`deal`), each writing ``DB.rank{r}``; rank 0 merges them into ``db_path`` at the end.
+    (:func:`mgdm.bench.runtime.deal`), each writing ``DB.rank{r}``; rank 0 merges them into ``db_path`` at the end.
     Returns this rank's counts. The options, the device and the database are checked
     (``ValueError``) before anything is loaded, the images, metric models and prior are loaded
     next, and only then is the database created or extended.
@@ -694,7 +627,7 @@ def run_image_benchmark(
     settings = run_settings(batch_size, sw_directions)
     check_db(db, settings)
     pixels, default_set = _load_images(images)
-    with _process_group() as (rank, world):
+    with process_group() as (rank, world):
         scorers = Scorers(
             _resolve_classifier(classifier), _resolve_lpips(lpips_model), sw_directions
         )
@@ -716,14 +649,14 @@ def run_image_benchmark(
         if rank == 0:
             open_db(db, settings).close()
             merge_rank_files(db)
-        _barrier(world)
+        barrier(world)
         done = finished_cells(db, setting)
         _check_stored_configs(runner, db, setting, task_names, variants)
         batches = make_batches(
             task_names, variants, seed_list, list(range(pixels.shape[0])), batch_size
         )
         pending = [b for b in batches if not done.issuperset(_cells(b))]
-        mine = deal(pending, world)[rank]
+        mine = deal(pending, lambda b: len(b.images), world)[rank]
         summary = Summary(
             already=sum(len(b.images) for b in batches) - sum(len(b.images) for b in pending),
             db_path=db,
@@ -734,9 +667,7 @@ def run_image_benchmark(
         total = sum(len(b.images) for b in mine)
         with (
             closing(open_db(out, settings)) as connection,
-            tqdm(
-                total=total, unit="cell", desc="image cells", disable=not progress or rank != 0
-            ) as bar,
+            progress_bar(total, "image cells", progress and rank == 0) as bar,
         ):
             for batch in mine:
                 for record in runner.run(batch, connection):
@@ -744,7 +675,7 @@ def run_image_benchmark(
                     summary.done += new and record.status == "done"
                     summary.skipped += new and record.status == "skipped"
                 bar.update(len(batch.images))
-        _barrier(world)
+        barrier(world)
         if rank == 0:
             merge_rank_files(db)
     return summary

@@ -4,7 +4,7 @@ A **cell** is one (task, sampler, image, seed) of a **setting** (prior, image se
 budget, samples per cell). Tables (schema :data:`SCHEMA_VERSION`):
 
 * ``meta`` (``key``, ``value``): ``kind`` (:data:`DB_KIND`: what tells this database from another
-  file, :mod:`mgdm.bench.store`), ``schema_version``, and the run settings every run into the
+  file), ``schema_version``, and the run settings every run into the
   file must share (:data:`RUN_OPTIONS`: ``batch``, the images per sampler call, and
   ``sw_directions``); a run with other settings is refused before it starts.
 * ``cells``: primary key = the setting and the cell (:data:`KEY_COLUMNS`); ``status`` is
@@ -21,26 +21,22 @@ budget, samples per cell). Tables (schema :data:`SCHEMA_VERSION`):
 * ``observations``: per (image set, task, image, seed, ``sigma_y``) a picture of ``y`` in image
   space (``A^+ y``, ``A^T y``, or ``y`` itself; NULL when there is none), float16 bytes.
 
-Crash safety: each row is its own transaction (WAL journal), so a process killed at any point
-leaves whole rows only. Under ``torchrun`` every rank writes ``DB.rank{r}``; rank 0 merges those
-files into ``DB`` (:func:`merge_rank_files`) at the end of a run and at the start of the next.
+The mechanics (WAL journal, one transaction per row, ``DB.rank{r}`` files under ``torchrun``
+merged by rank 0 at the end of a run and at the start of the next) are :data:`STORE`'s
+(:mod:`mgdm.bench.store`).
 """
 
 from __future__ import annotations
 
-import json
-import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
-import torch
 from torch import Tensor
 
-from mgdm.bench.store import check_database, read_meta
+from mgdm.bench.store import CellStore, decode_array, encode_array
 
 SCHEMA_VERSION = 1
 """Version of the tables below; a database of another version is refused."""
@@ -87,8 +83,21 @@ CREATE TABLE IF NOT EXISTS observations (
 );
 """
 
-_TABLES = ("cells", "images", "observations")
-_ALL_TABLES = ("meta", *_TABLES)
+STORE = CellStore(
+    DB_KIND,
+    COMMAND,
+    SCHEMA_VERSION,
+    _SCHEMA,
+    ("cells", "images", "observations"),
+    "cells",
+    "benchmark database",
+    RUN_OPTIONS,
+)
+"""The database of this benchmark; its run settings are :data:`RUN_OPTIONS`."""
+
+check_db = STORE.check
+open_db = STORE.open
+merge_rank_files = STORE.merge_rank_files
 
 
 @dataclass(frozen=True)
@@ -145,97 +154,13 @@ class CellRecord:
 
 
 _RECORD_COLUMNS = tuple(f.name for f in fields(CellRecord))
-
-
-def encode_array(array: Tensor) -> tuple[bytes, str]:
-    """``(float16 bytes in C order, "d0,d1,…")`` of a tensor."""
-    values = array.detach().to("cpu", torch.float16).contiguous().numpy()
-    return values.tobytes(), ",".join(str(d) for d in values.shape)
-
-
-def decode_array(blob: bytes, shape: str) -> Tensor:
-    """The float32 tensor stored by :func:`encode_array`."""
-    dims = tuple(int(d) for d in shape.split(","))
-    return torch.from_numpy(np.frombuffer(blob, dtype=np.float16).reshape(dims).astype(np.float32))
-
-
-def rank_path(path: Path | str, rank: int) -> Path:
-    """``DB.rank{r}``: the file rank ``r`` writes under ``torchrun``."""
-    path = Path(path)
-    return path.with_name(f"{path.name}.rank{rank}")
-
-
-def check_db(path: Path | str, settings: Mapping[str, str]) -> None:
-    """Before a run: ``path`` is a new file that can be created, or a database of this benchmark
-    whose stored run settings are ``settings`` (:data:`RUN_OPTIONS`). Creates nothing;
-    ``ValueError`` naming what is wrong and what is accepted."""
-    check_database(
-        path, DB_KIND, _ALL_TABLES, SCHEMA_VERSION, COMMAND, settings, "cells", RUN_OPTIONS
-    )
-
-
-def open_db(path: Path | str, settings: Mapping[str, str] | None = None) -> sqlite3.Connection:
-    """Open (creating if needed) a benchmark database in autocommit mode with a WAL journal, and
-    store ``kind``, ``schema_version`` and the run ``settings`` in ``meta`` (entries already
-    stored are kept: :func:`check_db` compares them first).
-
-    The tables and ``meta`` are created in one transaction, so a reader sees no table or all of
-    them. ``ValueError`` when the file cannot be created or written, or is not a database of this
-    benchmark (:func:`mgdm.bench.store.read_meta`).
-    """
-    path = Path(path)
-    read_meta(path, DB_KIND, _ALL_TABLES, SCHEMA_VERSION, COMMAND, for_run=True)
-    entries = [
-        ("kind", DB_KIND),
-        ("schema_version", str(SCHEMA_VERSION)),
-        *(settings or {}).items(),
-    ]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, isolation_level=None, timeout=60.0)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against a killed process
-        with _transaction(connection):
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    connection.execute(statement)
-            connection.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", entries)
-    except (OSError, sqlite3.Error) as error:
-        raise ValueError(f"cannot use {path} as the benchmark database: {error}.") from None
-    return connection
-
-
-def _existing(path: Path | str) -> sqlite3.Connection:
-    """A connection to an existing database of this benchmark, for reading; ``ValueError`` when
-    there is none."""
-    if read_meta(path, DB_KIND, _ALL_TABLES, SCHEMA_VERSION, COMMAND) is None:
-        raise ValueError(f"no benchmark database at {path}.")
-    try:
-        return sqlite3.connect(path, timeout=60.0)
-    except sqlite3.Error as error:
-        raise ValueError(f"cannot read {path}: {error}.") from None
-
-
-@contextmanager
-def _transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE … COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield connection
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
+_IMAGE_COLUMNS = ("image_set", "image", "pixels", "shape")
+_OBSERVATION_COLUMNS = ("image_set", "task", "image", "seed", "sigma_y", "view", "shape")
 
 
 def insert_cell(connection: sqlite3.Connection, record: CellRecord) -> None:
     """Write one cell in its own transaction (a cell already present is kept)."""
-    placeholders = ", ".join("?" for _ in _RECORD_COLUMNS)
-    with _transaction(connection):
-        connection.execute(
-            f"INSERT OR IGNORE INTO cells ({', '.join(_RECORD_COLUMNS)}) VALUES ({placeholders})",
-            tuple(asdict(record).values()),
-        )
+    STORE.insert(connection, "cells", _RECORD_COLUMNS, tuple(asdict(record).values()))
 
 
 def insert_image(
@@ -243,10 +168,7 @@ def insert_image(
 ) -> None:
     """Store a clean image ``[C, H, W]`` (kept if present)."""
     blob, shape = encode_array(pixels)
-    with _transaction(connection):
-        connection.execute(
-            "INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?)", (image_set, image, blob, shape)
-        )
+    STORE.insert(connection, "images", _IMAGE_COLUMNS, (image_set, image, blob, shape))
 
 
 def insert_observation(
@@ -260,16 +182,18 @@ def insert_observation(
 ) -> None:
     """Store the image-space picture of an observation (``None``: no picture)."""
     blob, shape = encode_array(view) if view is not None else (None, None)
-    with _transaction(connection):
-        connection.execute(
-            "INSERT OR IGNORE INTO observations VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (image_set, task, image, seed, sigma_y, blob, shape),
-        )
+    values = (image_set, task, image, seed, sigma_y, blob, shape)
+    STORE.insert(connection, "observations", _OBSERVATION_COLUMNS, values)
 
 
-def _setting_filter(setting: Setting) -> tuple[str, tuple[object, ...]]:
-    clause = " AND ".join(f"{c} = ?" for c in SETTING_COLUMNS)
-    return clause, tuple(getattr(setting, c) for c in SETTING_COLUMNS)
+def _setting_filter(setting: Setting) -> dict[str, object]:
+    """The columns and values that select the cells of ``setting``."""
+    return {c: getattr(setting, c) for c in SETTING_COLUMNS}
+
+
+def _existing(path: Path | str) -> sqlite3.Connection:
+    """A connection to the existing database ``path``, for reading (:meth:`CellStore.existing`)."""
+    return STORE.existing(path)[1]
 
 
 def finished_cells(path: Path | str, setting: Setting) -> set[tuple[str, str, int, int]]:
@@ -277,60 +201,33 @@ def finished_cells(path: Path | str, setting: Setting) -> set[tuple[str, str, in
     (done or skipped); empty when the file does not exist."""
     if not Path(path).is_file():
         return set()
-    clause, values = _setting_filter(setting)
     with closing(_existing(path)) as connection:
-        rows = connection.execute(
-            f"SELECT {', '.join(CELL_COLUMNS)} FROM cells WHERE {clause}", values
-        )
-        return {(task, sampler, int(image), int(seed)) for task, sampler, image, seed in rows}
+        rows = STORE.select(connection, CELL_COLUMNS, _setting_filter(setting))
+    return {(task, sampler, int(image), int(seed)) for task, sampler, image, seed in rows}
 
 
 def stored_configs(path: Path | str, setting: Setting) -> dict[tuple[str, str], set[str]]:
     """The sampler configurations (JSON) already stored per ``(task, sampler)`` of ``setting``."""
     if not Path(path).is_file():
         return {}
-    clause, values = _setting_filter(setting)
-    configs: dict[tuple[str, str], set[str]] = {}
     with closing(_existing(path)) as connection:
-        query = f"SELECT DISTINCT task, sampler, config FROM cells WHERE {clause}"
-        for task, sampler, config in connection.execute(query, values):
-            configs.setdefault((task, sampler), set()).add(config)
+        rows = STORE.select(
+            connection, ("task", "sampler", "config"), _setting_filter(setting), distinct=True
+        )
+    configs: dict[tuple[str, str], set[str]] = {}
+    for task, sampler, config in rows:
+        configs.setdefault((task, sampler), set()).add(config)
     return configs
-
-
-def merge_rank_files(path: Path | str) -> int:
-    """Copy the rows of every ``DB.rank*`` file beside ``path`` into ``path`` (rows present are
-    kept), then delete those files; returns the number of files merged."""
-    path = Path(path)
-    pattern = re.compile(re.escape(path.name) + r"\.rank\d+")
-    sources = sorted(p for p in path.parent.glob("*") if pattern.fullmatch(p.name))
-    if not sources:
-        return 0
-    with closing(open_db(path)) as connection:
-        for source in sources:
-            # Checks the schema version (same version: same column order for SELECT *) and
-            # recovers the WAL a killed writer left.
-            open_db(source).close()
-            connection.execute("ATTACH DATABASE ? AS source", (str(source),))
-            with _transaction(connection):
-                for table in _TABLES:
-                    connection.execute(
-                        f"INSERT OR IGNORE INTO main.{table} SELECT * FROM source.{table}"
-                    )
-            connection.execute("DETACH DATABASE source")
-            for leftover in (source, *(Path(f"{source}{s}") for s in ("-wal", "-shm"))):
-                leftover.unlink(missing_ok=True)
-    return len(sources)
 
 
 def read_cells(path: Path | str) -> list[CellRecord]:
     """Every row of ``cells``, in key order."""
-    query = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM cells ORDER BY {', '.join(KEY_COLUMNS)}"
     with closing(_existing(path)) as connection:
         try:
-            return [CellRecord(*row) for row in connection.execute(query)]
+            rows = STORE.select(connection, _RECORD_COLUMNS, order_by=KEY_COLUMNS)
         except sqlite3.Error as error:
             raise ValueError(f"{path} is not a benchmark database ({error}).") from None
+    return [CellRecord(*row) for row in rows]
 
 
 def read_images(path: Path | str, image_set: str, indices: Iterable[int]) -> dict[int, Tensor]:
@@ -359,8 +256,3 @@ def read_observations(
             for i, blob, shape in rows
             if i in wanted
         }
-
-
-def config_json(config: object) -> str:
-    """A sampler configuration (a dataclass) as canonical JSON."""
-    return json.dumps(asdict(config), sort_keys=True, default=str)

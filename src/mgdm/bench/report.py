@@ -23,21 +23,19 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from mgdm.bench.gmm import mean_ci
 from mgdm.bench.images_db import (
     SETTING_COLUMNS,
     CellRecord,
     Setting,
-    decode_array,
     read_cells,
     read_images,
     read_observations,
 )
+from mgdm.bench.store import decode_array
+from mgdm.bench.tables import label_order, mean_ci, plot_compute_points
 from mgdm.files import check_output_dir, write_atomically
 from mgdm.plotting import pyplot
-from mgdm.samplers.registry import sampler_names
 from mgdm.samplers.settings import TASK_NAMES
 from mgdm.tasks.figures import display_image
 
@@ -80,17 +78,8 @@ class Selection:
     @property
     def samplers(self) -> list[str]:
         """Sampler labels present, in registry order, variants in natural order."""
-        registry = sampler_names()
         algorithm = {c.sampler: c.algorithm for c in self.cells}
-
-        def key(label: str) -> tuple[int, list[object]]:
-            rank = (
-                registry.index(algorithm[label]) if algorithm[label] in registry else len(registry)
-            )
-            parts = re.split(r"(\d+)", label)
-            return rank, [int(p) if p.isdigit() else p for p in parts]
-
-        return sorted(algorithm, key=key)
+        return sorted(algorithm, key=lambda label: label_order(label, algorithm[label]))
 
     def group(self, task: str | None, sampler: str) -> list[CellRecord]:
         """The cells of ``sampler`` on ``task`` (``None``: every task)."""
@@ -206,26 +195,6 @@ def cost_table(selection: Selection) -> str:
 def report_markdown(selection: Selection, metric: str) -> str:
     """Both tables as one Markdown document."""
     return quality_table(selection, metric) + "\n\n" + cost_table(selection) + "\n"
-
-
-def plot_compute_points(
-    axis: Any, points: Sequence[tuple[str, float, float, int | None]], fontsize: int
-) -> None:
-    """Draw ``(label, calls, score, R)`` points on ``axis``: the MGDM sweep variants (``R`` not
-    ``None``) as one line ordered by ``R``, every other sampler as a labelled point."""
-    for label, calls, score, sweeps in points:
-        if sweeps is None:
-            axis.plot(calls, score, "o")
-            axis.annotate(label, (calls, score), fontsize=fontsize)
-    sweep = sorted((r, calls, score) for _, calls, score, r in points if r is not None)
-    if sweep:
-        axis.plot(
-            [s[1] for s in sweep],
-            [s[2] for s in sweep],
-            "k.-",
-            label="MGDM, R = " + ",".join(str(s[0]) for s in sweep),
-        )
-        axis.legend(fontsize=fontsize)
 
 
 def compute_curve(selection: Selection, metric: str, path: Path) -> Path:

@@ -1,21 +1,35 @@
-"""What the benchmark databases share: is a file mgdm's own database, and were its rows made
-with this run's settings.
+"""The one cell store of the benchmarks: SQLite files of rows written one transaction at a time,
+resumed, sharded over ``torchrun`` ranks and merged back, and checked before a run.
 
-``mgdm bench images`` and ``mgdm bench audio`` write SQLite files with a ``meta`` table
-(``key``, ``value``) whose ``kind`` entry names the benchmark, ``schema_version`` the version of
-its tables, and whose other entries are the settings every run into the file must share (e.g.
-``batch``). A run checks its ``--db`` with :func:`check_database` before it loads anything; the
-check reads the file without writing to it and creates nothing, so a refused run leaves no
-database behind. ``mgdm report`` and ``mgdm bench audio-table`` read only files that pass
-:func:`read_meta`.
+``mgdm bench images`` (:mod:`mgdm.bench.images_db`) and ``mgdm bench audio``
+(:mod:`mgdm.bench.audio_db`) each describe their database as a :class:`CellStore`: a ``meta``
+table (``key``, ``value``) whose ``kind`` entry names the benchmark, ``schema_version`` the
+version of its tables, and whose other entries are the settings every run into the file must
+share (e.g. ``batch``); a ``cells`` table, one row per cell; and any tables beside it. A run
+checks its ``--db`` with :meth:`CellStore.check` before it loads anything; the check reads the
+file without writing to it and creates nothing, so a refused run leaves no database behind.
+``mgdm report`` and ``mgdm bench audio-table`` read only files that pass :func:`read_meta`.
+
+Crash safety: :meth:`CellStore.open` sets a WAL journal and autocommit, and every write is its own
+transaction (:func:`transaction`), so a process killed at any point (SIGKILL included) leaves
+whole rows only. Under ``torchrun`` rank ``r`` writes ``DB.rank{r}`` (:func:`rank_path`) and rank
+0 merges those files into ``DB`` (:meth:`CellStore.merge_rank_files`).
 """
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
-from collections.abc import Collection, Mapping
-from contextlib import closing
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
 
 from mgdm.files import check_output_file
 
@@ -117,3 +131,204 @@ def check_database(
         raise ValueError(f"cannot use {path} as the database of `{command}`: {error}") from None
     if meta:
         check_settings(path, meta, wanted, rows, options)
+
+
+@contextmanager
+def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE … COMMIT`` (``ROLLBACK`` on error) on an autocommit connection: the
+    statements inside land whole or not at all, even when the process is killed."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def encode_array(array: Tensor) -> tuple[bytes, str]:
+    """``(float16 bytes in C order, "d0,d1,…")`` of a tensor."""
+    values = array.detach().to("cpu", torch.float16).contiguous().numpy()
+    return values.tobytes(), ",".join(str(d) for d in values.shape)
+
+
+def decode_array(blob: bytes, shape: str) -> Tensor:
+    """The float32 tensor stored by :func:`encode_array`."""
+    dims = tuple(int(d) for d in shape.split(","))
+    return torch.from_numpy(np.frombuffer(blob, dtype=np.float16).reshape(dims).astype(np.float32))
+
+
+def config_json(config: object) -> str:
+    """A sampler configuration (a dataclass) as canonical JSON."""
+    return json.dumps(asdict(config), sort_keys=True, default=str)
+
+
+def rank_path(path: Path | str, rank: int) -> Path:
+    """``DB.rank{r}``: the file rank ``r`` writes under ``torchrun``."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.rank{rank}")
+
+
+@dataclass(frozen=True)
+class CellStore:
+    """One kind of benchmark database: its tables and how runs open, extend and merge it.
+
+    Attributes:
+        kind: the ``kind`` entry of ``meta``.
+        command: the command that writes it (named in messages).
+        schema_version: the version of ``schema``; another version is refused.
+        schema: ``CREATE TABLE IF NOT EXISTS`` statements of ``meta`` and the row tables.
+        tables: the row tables (``cells`` first), without ``meta``.
+        rows: what a row of ``cells`` is, in messages (``"cells"``, ``"separations"``).
+        title: what the file is, in messages (``"benchmark database"``).
+        options: the option that sets each run setting of ``meta`` (``{"batch": "--batch"}``).
+    """
+
+    kind: str
+    command: str
+    schema_version: int
+    schema: str
+    tables: tuple[str, ...]
+    rows: str
+    title: str
+    options: Mapping[str, str]
+
+    @property
+    def all_tables(self) -> tuple[str, ...]:
+        return ("meta", *self.tables)
+
+    def read_meta(self, path: Path | str, *, for_run: bool = False) -> dict[str, str] | None:
+        """:func:`read_meta` for this kind of database."""
+        return read_meta(
+            path, self.kind, self.all_tables, self.schema_version, self.command, for_run=for_run
+        )
+
+    def check(self, path: Path | str, settings: Mapping[str, str]) -> None:
+        """Before a run: :func:`check_database` of ``path`` with the run ``settings``."""
+        check_database(
+            path,
+            self.kind,
+            self.all_tables,
+            self.schema_version,
+            self.command,
+            settings,
+            self.rows,
+            self.options,
+        )
+
+    def open(
+        self, path: Path | str, settings: Mapping[str, str] | None = None
+    ) -> sqlite3.Connection:
+        """Open (creating if needed) a database of this kind in autocommit mode with a WAL
+        journal (:func:`transaction` groups writes), and store ``kind``, ``schema_version`` and
+        the run ``settings`` in ``meta`` (entries already stored are kept: :meth:`check` or
+        :meth:`store_settings` compares them).
+
+        The tables and ``meta`` are created in one transaction, so a reader sees no table or all
+        of them. ``ValueError`` when the file cannot be created or written, or is not a database
+        of this kind (:func:`read_meta`).
+        """
+        path = Path(path)
+        self.read_meta(path, for_run=True)
+        entries = [
+            ("kind", self.kind),
+            ("schema_version", str(self.schema_version)),
+            *(settings or {}).items(),
+        ]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, isolation_level=None, timeout=60.0)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against a killed process
+            with transaction(connection):
+                for statement in self.schema.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", entries)
+        except (OSError, sqlite3.Error) as error:
+            raise ValueError(f"cannot use {path} as the {self.title}: {error}.") from None
+        return connection
+
+    def existing(self, path: Path | str) -> tuple[dict[str, str], sqlite3.Connection]:
+        """``(meta, connection)`` of an existing database of this kind, for reading;
+        ``ValueError`` when there is none."""
+        meta = self.read_meta(path)
+        if not meta:
+            raise ValueError(f"no {self.title} at {path}.")
+        try:
+            return meta, sqlite3.connect(path, timeout=60.0)
+        except sqlite3.Error as error:
+            raise ValueError(f"cannot read {path}: {error}.") from None
+
+    def store_settings(
+        self, connection: sqlite3.Connection, settings: Mapping[str, str], path: Path | str
+    ) -> None:
+        """Add ``settings`` to the ``meta`` of the open database ``path``; ``ValueError``
+        (:func:`check_settings`) when one differs from the stored entry."""
+        stored = dict(connection.execute("SELECT key, value FROM meta"))
+        check_settings(path, stored, settings, self.rows, self.options)
+        with transaction(connection):
+            connection.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", settings.items())
+
+    def select(
+        self,
+        connection: sqlite3.Connection,
+        columns: Sequence[str],
+        where: Mapping[str, object] | None = None,
+        order_by: Sequence[str] = (),
+        *,
+        distinct: bool = False,
+    ) -> list[tuple[Any, ...]]:
+        """The ``columns`` of the rows of ``cells`` whose columns equal ``where``'s values, in
+        ``order_by`` order (what a resumed run skips, what a report reads)."""
+        where = where or {}
+        query = f"SELECT {'DISTINCT ' if distinct else ''}{', '.join(columns)} FROM cells"
+        if where:
+            query += " WHERE " + " AND ".join(f"{c} = ?" for c in where)
+        if order_by:
+            query += f" ORDER BY {', '.join(order_by)}"
+        return list(connection.execute(query, tuple(where.values())))
+
+    def insert(
+        self,
+        connection: sqlite3.Connection,
+        table: str,
+        columns: Sequence[str],
+        values: Sequence[object],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Write one row of ``table`` in its own transaction: a row already present under the
+        same key is kept, or replaced with ``replace``."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        placeholders = ", ".join("?" for _ in columns)
+        with transaction(connection):
+            connection.execute(
+                f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",
+                tuple(values),
+            )
+
+    def merge_rank_files(self, path: Path | str) -> int:
+        """Copy the rows of every ``DB.rank*`` file beside ``path`` (:func:`rank_path`) into
+        ``path`` (rows present are kept), then delete those files; returns the number of files
+        merged."""
+        path = Path(path)
+        pattern = re.compile(re.escape(path.name) + r"\.rank\d+")
+        sources = sorted(p for p in path.parent.glob("*") if pattern.fullmatch(p.name))
+        if not sources:
+            return 0
+        with closing(self.open(path)) as connection:
+            for source in sources:
+                # Checks the schema version (same version: same column order for SELECT *) and
+                # recovers the WAL a killed writer left.
+                self.open(source).close()
+                connection.execute("ATTACH DATABASE ? AS source", (str(source),))
+                with transaction(connection):
+                    for table in self.tables:
+                        connection.execute(
+                            f"INSERT OR IGNORE INTO main.{table} SELECT * FROM source.{table}"
+                        )
+                connection.execute("DETACH DATABASE source")
+                for leftover in (source, *(Path(f"{source}{s}") for s in ("-wal", "-shm"))):
+                    leftover.unlink(missing_ok=True)
+        return len(sources)
