@@ -12,6 +12,7 @@ import sys
 
 from mgdm.commands.arguments import device, finite_float, positive_int
 from mgdm.commands.bench_images import parse_int_list
+from mgdm.samplers.registry import sampler_names
 
 AUDIO_HELP = """\
 Separate held-out mixtures with every sampler and store SI-SDRi, network calls, seconds and peak
@@ -49,7 +50,9 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         help="the first N mixtures with two or more active stems (default: %(default)s)",
     )
     parser.add_argument(
-        "--samplers", default="all", help="'all' or a comma list of samplers (default: all)"
+        "--samplers",
+        default="all",
+        help=f"'all' or a comma list of {', '.join(sampler_names())} (default: all)",
     )
     parser.add_argument(
         "--mgdm-sweeps",
@@ -87,7 +90,6 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
     table = bench_sub.add_parser(

@@ -17,7 +17,7 @@ from mgdm.bench.seeds import parse_seeds
 from mgdm.commands.arguments import device, positive_float, positive_int
 from mgdm.files import check_output_file
 from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig
-from mgdm.samplers.registry import build_sampler, parse_sampler_list, sampler_class
+from mgdm.samplers.registry import build_sampler, parse_sampler_list, sampler_class, sampler_names
 from mgdm.samplers.step_schedule import StepSchedule
 
 
@@ -104,7 +104,11 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         default=1000,
         help="SW projection directions (default: %(default)s)",
     )
-    parser.add_argument("--samplers", default="mgdm", help="'all' or a comma list (default: %(default)s)")
+    parser.add_argument(
+        "--samplers",
+        default="mgdm",
+        help=f"'all' or a comma list of {', '.join(sampler_names())} (default: %(default)s)",
+    )
     parser.add_argument(
         "--budget",
         type=positive_float,
@@ -118,7 +122,6 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_mgdm_options(parser)
     parser.set_defaults(func=run)
     table = bench_sub.add_parser(

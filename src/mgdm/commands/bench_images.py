@@ -8,8 +8,10 @@ import sys
 from mgdm.bench.images import parse_tasks, run_image_benchmark, sampler_variants
 from mgdm.bench.seeds import parse_seeds
 from mgdm.commands.arguments import device, positive_float, positive_int
-from mgdm.priors.catalog import prior_domain
+from mgdm.priors.catalog import SHIPPED_PRIORS, prior_domain
 from mgdm.samplers.mgdm import PRESETS
+from mgdm.samplers.registry import sampler_names
+from mgdm.tasks.registry import TASKS
 
 
 def parse_int_list(text: str) -> list[int]:
@@ -38,13 +40,19 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         "wrote with the same --batch",
     )
     parser.add_argument(
-        "--prior", default="fashion-mnist", help="prior name or path (default: %(default)s)"
+        "--prior",
+        default="fashion-mnist",
+        help=f"a shipped prior ({', '.join(SHIPPED_PRIORS)}) or a path (default: %(default)s)",
     )
     parser.add_argument(
-        "--tasks", default="all", help="'all' (the paper's ten) or a comma list (default: all)"
+        "--tasks",
+        default="all",
+        help=f"'all' (the paper's ten) or a comma list of {', '.join(TASKS)} (default: all)",
     )
     parser.add_argument(
-        "--samplers", default="all", help="'all' or a comma list of samplers (default: all)"
+        "--samplers",
+        default="all",
+        help=f"'all' or a comma list of {', '.join(sampler_names())} (default: all)",
     )
     parser.add_argument(
         "--images",
@@ -111,7 +119,6 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
