@@ -1,4 +1,4 @@
-"""SI-SDR improvement of a separation, as MSDM evaluates it (tasks.md §4).
+"""SI-SDR improvement of a separation, as MSDM evaluates it (docs/algorithms/problems.md §1).
 
 For a reference stem ``s``, an estimate ``ŝ`` (one window, ``[n]``) and ``eps = 1e-8``::
 

@@ -1,7 +1,7 @@
 """Audio diffusion priors: the MSDM noise schedule, the multi-source prior, independent stems,
 and saving/loading them.
 
-**Schedule** (mgdm-algorithm.md §1, audio adapter). MSDM's Karras grid of VE noise levels,
+**Schedule** (docs/algorithms/mgdm.md §8.2). MSDM's Karras grid of VE noise levels,
 ``sigma_min = 5e-4``, ``sigma_max = 20``, ``rho = 3``, 1000 levels flipped so that time ``k``
 has ``sigma_k`` increasing with ``k``, and ``sigma_0 = 0``; the VP schedule is
 ``abar_k = 1 / (1 + sigma_k^2)``. Its levels match waveforms in full-scale units (RMS about

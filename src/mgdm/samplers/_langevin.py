@@ -3,7 +3,7 @@ DAPS and PnP-DM.
 
 These methods differentiate the data-fit term ``||y - A(x)||^2`` through the operator only
 (never through the network), so none of this is counted as a network evaluation; the samplers
-report these operator gradients separately (baselines.md §0, "Counting").
+report these operator gradients separately (docs/algorithms/README.md §3).
 
 Tensor shapes: states ``[B, *input_shape]``; the observation ``y`` broadcast to
 ``[B, *output_shape]``. Every function is separable over the batch: row ``b`` of the result
@@ -72,7 +72,7 @@ def langevin(
 
     with ``s = likelihood_std``, ``c = coupling_precision`` (``1 / std^2`` of the Gaussian tie to
     ``anchor``), ``gamma = step_size`` and ``xi ~ N(0, I)`` drawn from ``noise``, ``num_steps`` times.
-    A negative ``c`` flips the sign of the coupling term (PnP-DM's Reference quirk, baselines.md §8).
+    A negative ``c`` flips the sign of the coupling term (PnP-DM's Reference quirk, docs/algorithms/pnpdm.md).
 
     Args:
         z: the starting point, ``[B, *input_shape]``.

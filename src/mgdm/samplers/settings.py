@@ -1,7 +1,7 @@
 """Sampler settings as data: named presets and per-domain and per-task defaults.
 
 Every sampler configuration derives from :class:`SamplerConfig`, and its module declares the
-tables next to the configuration (the Reference's values, baselines.md and mgdm-algorithm.md §5).
+tables next to the configuration (the Reference's values, docs/algorithms/ and docs/algorithms/mgdm.md §8).
 One entry point reads them::
 
     DPSConfig.settings("image", task="sr4")          # DPSConfig(num_steps=1000, gamma=1.0)
@@ -52,7 +52,7 @@ TASK_NAMES: tuple[str, ...] = (
     "nonlinear_blur",
     "hdr",
 )
-"""The ten image tasks of the paper (tasks.md §2), the keys of every sampler module's
+"""The ten image tasks of the paper (docs/tasks.md), the keys of every sampler module's
 ``TASK_DEFAULTS``."""
 
 Values = Mapping[str, object]
