@@ -25,6 +25,8 @@ demo: $(STAMP)
 	$(VENV)/bin/mgdm demo --out demo-output
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
 	$(PY) -m pytest -q -n 2 tests
 
 clean:

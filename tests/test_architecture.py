@@ -95,9 +95,7 @@ def test_no_cycle_between_units():
     edges: dict[str, set[str]] = {}
     for module, imported in module_imports().items():
         source = unit_of(module)
-        edges.setdefault(source, set()).update(
-            unit_of(t) for t in imported if unit_of(t) != source
-        )
+        edges.setdefault(source, set()).update(unit_of(t) for t in imported if unit_of(t) != source)
     visiting: list[str] = []
     done: set[str] = set()
 

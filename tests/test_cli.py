@@ -11,15 +11,42 @@ from mgdm.cli import main
 def test_bench_gmm_writes_one_row_per_problem(tmp_path, capsys):
     path = tmp_path / "rows.json"
     status = main(
-        ["bench", "gmm", "--dim", "4", "--obs-dim", "1", "2", "--seeds", "0-1", "--samples", "50",
-         "--directions", "50", "--num-steps", "12", "--json", str(path), "--quiet"]
+        [
+            "bench",
+            "gmm",
+            "--dim",
+            "4",
+            "--obs-dim",
+            "1",
+            "2",
+            "--seeds",
+            "0-1",
+            "--samples",
+            "50",
+            "--directions",
+            "50",
+            "--num-steps",
+            "12",
+            "--json",
+            str(path),
+            "--quiet",
+        ]
     )
     assert status == 0
     rows = json.loads(path.read_text())
     assert len(rows) == 4
     expected_keys = {
-        "sampler", "dim", "obs_dim", "seed", "sw", "sw_floor", "sw_prior",
-        "nfe_forward", "nfe_backward", "seconds", "n_samples",
+        "sampler",
+        "dim",
+        "obs_dim",
+        "seed",
+        "sw",
+        "sw_floor",
+        "sw_prior",
+        "nfe_forward",
+        "nfe_backward",
+        "seconds",
+        "n_samples",
     }
     assert set(rows[0]) == expected_keys
     assert {(r["obs_dim"], r["seed"]) for r in rows} == {(1, 0), (1, 1), (2, 0), (2, 1)}
@@ -49,7 +76,9 @@ def test_bad_arguments_get_one_line_and_status_2(argv, message, capsys):
 def test_unknown_choice_is_an_argparse_error():
     completed = subprocess.run(
         [sys.executable, "-m", "mgdm.cli", "bench", "gmm", "--index-rule", "random"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert completed.returncode == 2 and "invalid choice" in completed.stderr
 
@@ -63,9 +92,32 @@ def test_parse_seeds():
 
 def test_gmm_table_reads_saved_rows(tmp_path, capsys):
     path = tmp_path / "rows.json"
-    assert main(["bench", "gmm", "--dim", "2", "--obs-dim", "1", "--seeds", "0", "--samples", "20",
-                 "--directions", "20", "--num-steps", "8", "--preset", "reference", "--json", str(path),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "gmm",
+                "--dim",
+                "2",
+                "--obs-dim",
+                "1",
+                "--seeds",
+                "0",
+                "--samples",
+                "20",
+                "--directions",
+                "20",
+                "--num-steps",
+                "8",
+                "--preset",
+                "reference",
+                "--json",
+                str(path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert main(["bench", "gmm-table", str(path)]) == 0
     assert capsys.readouterr().out == printed

@@ -22,7 +22,26 @@ from mgdm.random import SampleNoise
 
 def test_timestep_grids_match_the_reference():
     assert timestep_grid(20).tolist() == [
-        0, 52, 105, 157, 210, 262, 315, 368, 420, 473, 525, 578, 630, 683, 736, 788, 841, 893, 946, 999
+        0,
+        52,
+        105,
+        157,
+        210,
+        262,
+        315,
+        368,
+        420,
+        473,
+        525,
+        578,
+        630,
+        683,
+        736,
+        788,
+        841,
+        893,
+        946,
+        999,
     ]
     grid = timestep_grid(100).tolist()
     assert grid[:12] == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 111]
@@ -76,7 +95,9 @@ def test_eta_one_bridge_is_the_exact_vp_bridge(s, t, u):
     a_ts, a_ut, a_us = _ratios(schedule, s, t, u)
     c = bridge_coefficients(schedule, s, t, u, 1.0)
     assert math.isclose(c.coef_late.item(), math.sqrt(a_ut) * (1 - a_ts) / (1 - a_us), rel_tol=1e-9)
-    assert math.isclose(c.coef_early.item(), math.sqrt(a_ts) * (1 - a_ut) / (1 - a_us), rel_tol=1e-9)
+    assert math.isclose(
+        c.coef_early.item(), math.sqrt(a_ts) * (1 - a_ut) / (1 - a_us), rel_tol=1e-9
+    )
     assert math.isclose(c.std.item() ** 2, (1 - a_ut) * (1 - a_ts) / (1 - a_us), rel_tol=1e-9)
 
 
@@ -88,7 +109,9 @@ def test_bridge_from_zero_is_the_ddpm_posterior():
     c = bridge_coefficients(schedule, 0, t, u, 1.0)
     # DDPM posterior q(x_{t} | x_0, x_{t+1}) (Ho et al., eq. 7)
     assert math.isclose(c.coef_early.item(), math.sqrt(abar_t) * beta / (1 - abar_u), rel_tol=1e-9)
-    assert math.isclose(c.coef_late.item(), math.sqrt(1 - beta) * (1 - abar_t) / (1 - abar_u), rel_tol=1e-9)
+    assert math.isclose(
+        c.coef_late.item(), math.sqrt(1 - beta) * (1 - abar_t) / (1 - abar_u), rel_tol=1e-9
+    )
     assert math.isclose(c.std.item() ** 2, (1 - abar_t) / (1 - abar_u) * beta, rel_tol=1e-9)
 
 
@@ -97,9 +120,15 @@ def test_degenerate_bridges_return_the_endpoints():
     c = bridge_coefficients(schedule, 0, 0, 0, 1.0)
     assert (c.coef_early.item(), c.coef_late.item(), c.std.item()) == (1.0, 0.0, 0.0)
     c = bridge_coefficients(schedule, 30, 30, 700, 1.0)
-    assert c.std.item() == 0.0 and c.coef_late.item() == 0.0 and math.isclose(c.coef_early.item(), 1.0)
+    assert (
+        c.std.item() == 0.0 and c.coef_late.item() == 0.0 and math.isclose(c.coef_early.item(), 1.0)
+    )
     c = bridge_coefficients(schedule, 30, 700, 700, 0.7)
-    assert c.std.item() == 0.0 and math.isclose(c.coef_late.item(), 1.0) and abs(c.coef_early.item()) < 1e-12
+    assert (
+        c.std.item() == 0.0
+        and math.isclose(c.coef_late.item(), 1.0)
+        and abs(c.coef_early.item()) < 1e-12
+    )
     assert bridge_coefficients(schedule, 0, 300, 600, 0.0).std.item() == 0.0
     with pytest.raises(ValueError, match="early <= query <= late"):
         bridge_coefficients(schedule, 10, 5, 20)

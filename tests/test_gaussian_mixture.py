@@ -26,7 +26,9 @@ def test_denoiser_matches_monte_carlo(gmm_2d, t):
 
 
 def test_full_covariance_matches_monte_carlo_and_rotated_diagonal():
-    rotation = torch.tensor([[math.cos(0.7), -math.sin(0.7)], [math.sin(0.7), math.cos(0.7)]], dtype=torch.float64)
+    rotation = torch.tensor(
+        [[math.cos(0.7), -math.sin(0.7)], [math.sin(0.7), math.cos(0.7)]], dtype=torch.float64
+    )
     diag = torch.tensor([[2.0, 0.3], [0.5, 1.0]], dtype=torch.float64)
     full = rotation @ torch.diag_embed(diag) @ rotation.T
     means = torch.tensor([[-3.0, 1.0], [3.0, -1.0]], dtype=torch.float64)
@@ -130,7 +132,9 @@ def test_bad_mixtures_are_rejected():
     with pytest.raises(ValueError, match="positive"):
         GaussianMixture(torch.zeros(2, 2), torch.ones(2), torch.zeros(2, 2), schedule)
     with pytest.raises(ValueError, match="symmetric"):
-        GaussianMixture(torch.zeros(1, 2), torch.ones(1), torch.tensor([[[1.0, 0.5], [0.0, 1.0]]]), schedule)
+        GaussianMixture(
+            torch.zeros(1, 2), torch.ones(1), torch.tensor([[[1.0, 0.5], [0.0, 1.0]]]), schedule
+        )
     prior = GaussianMixture(torch.zeros(1, 2), torch.ones(1), 1.0, schedule)
     with pytest.raises(ValueError, match=r"\[B, 2\]"):
         prior.denoise(torch.zeros(3, 5), torch.zeros(3, dtype=torch.long))
@@ -143,7 +147,9 @@ def test_isotropic_fast_path_matches_the_general_path():
     means = torch.randn(6, 40, dtype=torch.float64) * 5
     variances = torch.rand(6, dtype=torch.float64) + 0.5
     fast = GaussianMixture(means, torch.rand(6), variances, schedule)
-    general = GaussianMixture(means, torch.rand(6), variances[:, None].expand(6, 40) * torch.ones(6, 40), schedule)
+    general = GaussianMixture(
+        means, torch.rand(6), variances[:, None].expand(6, 40) * torch.ones(6, 40), schedule
+    )
     general.weights, general.log_weights = fast.weights, fast.log_weights
     general.isotropic_variances = None  # force the [B, K, d] path
     assert fast.isotropic_variances is not None

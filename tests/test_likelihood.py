@@ -26,7 +26,9 @@ def test_corrected_likelihood_is_exact_for_a_gaussian_prior():
     n = 400_000
     estimates = []
     for state in states:
-        draws = prior.sample_denoising_posterior(state.expand(n, 3), t[:1].expand(n), SampleNoise(range(n)))
+        draws = prior.sample_denoising_posterior(
+            state.expand(n, 3), t[:1].expand(n), SampleNoise(range(n))
+        )
         log_g = problem.log_likelihood(draws)
         estimates.append(torch.logsumexp(log_g, 0) - math.log(n))
     assert abs((corrected[0] - corrected[1]).item() - (estimates[0] - estimates[1]).item()) < 0.02

@@ -60,7 +60,9 @@ def _case(dim=4, obs_dim=2, seed=0):
 
 @pytest.mark.parametrize("denoising_steps", [20, 1])
 def test_network_calls_match_the_formula(denoising_steps):
-    config = MGDMConfig(num_steps=30, index_rule="deterministic", denoising_steps=denoising_steps, gibbs_sweeps=2)
+    config = MGDMConfig(
+        num_steps=30, index_rule="deterministic", denoising_steps=denoising_steps, gibbs_sweeps=2
+    )
     case = _case()
     result = MGDM(config).sample(case.prior, case.problem, range(3))
     grid = timestep_grid(30).tolist()
@@ -79,7 +81,9 @@ def test_same_seed_same_sample_whatever_the_batch():
     case = _case()
     for config in (
         _small(MGDMConfig(), num_steps=25, threshold=15),
-        _small(preset("default"), num_steps=25, per_sample_index=True, index_rule="mix", threshold=15),
+        _small(
+            preset("default"), num_steps=25, per_sample_index=True, index_rule="mix", threshold=15
+        ),
     ):
         alone = MGDM(config).sample(case.prior, case.problem, [5]).samples
         batch = MGDM(config).sample(case.prior, case.problem, [3, 5, 9, 11]).samples
@@ -89,9 +93,11 @@ def test_same_seed_same_sample_whatever_the_batch():
 @pytest.mark.parametrize("batch", [1, 7])
 def test_output_is_finite_with_the_right_shape(batch):
     case = _case(dim=6)
-    samples = MGDM(_small(MGDMConfig(), num_steps=12, threshold=5)).sample(
-        case.prior, case.problem, range(batch)
-    ).samples
+    samples = (
+        MGDM(_small(MGDMConfig(), num_steps=12, threshold=5))
+        .sample(case.prior, case.problem, range(batch))
+        .samples
+    )
     assert samples.shape == (batch, 6) and bool(torch.isfinite(samples).all())
 
 
@@ -128,7 +134,9 @@ def test_default_preset_samples_the_exact_posterior():
 
 def test_exact_denoising_posterior_option_runs_and_counts_one_call():
     case = _case()
-    config = replace(preset("default"), num_steps=20, denoiser_posterior="exact", denoising_steps=20)
+    config = replace(
+        preset("default"), num_steps=20, denoiser_posterior="exact", denoising_steps=20
+    )
     result = MGDM(config).sample(case.prior, case.problem, range(4))
     assert result.cost.nfe_forward == 1 + 17
 
@@ -202,14 +210,18 @@ def test_index_rules_follow_the_reference_table(per_sample):
 
     def draws(rule, i, p, n=400):
         sampler = MGDM(MGDMConfig(index_rule=rule, per_sample_index=per_sample))
-        state = _State(torch.zeros(n, 2), torch.zeros(n, 2), SampleNoise(range(n)), SampleNoise([0]))
+        state = _State(
+            torch.zeros(n, 2), torch.zeros(n, 2), SampleNoise(range(n)), SampleNoise([0])
+        )
         return torch.cat([sampler.draw_index(i, p, state) for _ in range(5)])
 
     uniform = draws("uniform", 80, 272)
     assert uniform.min() >= 10 and uniform.max() <= 271 and len(torch.unique(uniform)) > 1
     assert bool((draws("mix", 69, 300) < 300).all()) and bool((draws("mix", 70, 272) == 272).all())
     assert bool((draws("deterministic", 3, 500) == 500).all())
-    assert bool((draws("mix-det", 10, 400) == 300).all()) and bool((draws("mix-det", 80, 40) == 40).all())
+    assert bool((draws("mix-det", 10, 400) == 300).all()) and bool(
+        (draws("mix-det", 80, 40) == 40).all()
+    )
     assert bool((draws("midpoint", 10, 400) == 204).all())
     zero = draws("zero", 10, 400)
     assert zero.min() >= 1 and zero.max() <= 79
@@ -221,7 +233,9 @@ def test_index_rules_follow_the_reference_table(per_sample):
 def test_dense_grid_preset_is_the_benchmarked_configuration():
     config = preset("dense-grid")
     assert config.num_steps == 300 and config.gradient_steps == StepSchedule.parse("1,-10:=20")
-    assert replace(config, num_steps=100, gradient_steps=preset("default").gradient_steps) == preset("default")
+    assert replace(
+        config, num_steps=100, gradient_steps=preset("default").gradient_steps
+    ) == preset("default")
     assert network_calls(config, [1] * 0)[1] == 430
 
 

@@ -123,7 +123,9 @@ def test_observation_files_round_trip_and_check_shapes(tmp_path):
     clean = _images(1, seed=3)[0]
     Image.fromarray(((clean[0] + 1) * 127.5).round().byte().numpy()).save(tmp_path / "masked.png")
     y_masked = read_observation(tmp_path / "masked.png", inpainting)
-    torch.testing.assert_close(y_masked, inpainting.operator(clean[None])[0], atol=1 / 127.5, rtol=0)
+    torch.testing.assert_close(
+        y_masked, inpainting.operator(clean[None])[0], atol=1 / 127.5, rtol=0
+    )
     with pytest.raises(ValueError, match="must be 48x48"):
         read_observation(tmp_path / "masked.png", make_task("phase_retrieval", SHAPE))
 
@@ -144,7 +146,16 @@ def test_cli_restore_smoke(tiny_prior_dir, tmp_path, capsys):
     Image.fromarray(pixels).save(tmp_path / "photo.png")
     out = tmp_path / "grid.png"
     argv = ["restore", str(tmp_path / "photo.png"), "--task", "sr4", "--prior", str(tiny_prior_dir)]
-    argv += ["--samples", "2", "--nfe", "30", "--out", str(out), "--save-observation", str(tmp_path / "y.npy")]
+    argv += [
+        "--samples",
+        "2",
+        "--nfe",
+        "30",
+        "--out",
+        str(out),
+        "--save-observation",
+        str(tmp_path / "y.npy"),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "note: converted RGB colour to grey" in printed and "PSNR" in printed

@@ -94,7 +94,10 @@ CASES: dict[str, tuple[list[str], str]] = {
     "--device bogus": (["{d}/clean.png", "--task", "sr4", "--device", "bogus"], "unknown device"),
     "--device meta": (["{d}/clean.png", "--task", "sr4", "--device", "meta"], "meta"),
     "--out a folder": (["{d}/clean.png", "--task", "sr4", "--out", "{d}/folder.png"], "folder"),
-    "--out below a file": (["{d}/clean.png", "--task", "sr4", "--out", "{d}/file.txt/g.png"], "file"),
+    "--out below a file": (
+        ["{d}/clean.png", "--task", "sr4", "--out", "{d}/file.txt/g.png"],
+        "file",
+    ),
     "--out in /sys": (["{d}/clean.png", "--task", "sr4", "--out", "/sys/mgdm-test.png"], "/sys"),
     "--save-observation a folder": (
         ["{d}/clean.png", "--task", "sr4", "--save-observation", "{d}/folder.png"],

@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-SAFE_FORMATS = "a .safetensors file, or a torch file of plain tensors, torch.save(model.state_dict())"
+SAFE_FORMATS = (
+    "a .safetensors file, or a torch file of plain tensors, torch.save(model.state_dict())"
+)
 
 
 def read_state_dict(path: Path | str) -> dict[str, Tensor]:

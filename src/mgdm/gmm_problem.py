@@ -60,7 +60,9 @@ def make_gmm_problem(dim: int, obs_dim: int, seed: int) -> GMMProblem:
     prior = GaussianMixture(means, weights, 1.0, gmm_benchmark())
     gaussian = torch.randn(obs_dim, dim, generator=generator, dtype=torch.float64)
     u, _, vh = torch.linalg.svd(gaussian, full_matrices=True)
-    singular = torch.sort(torch.rand(obs_dim, generator=generator, dtype=torch.float64), descending=True).values
+    singular = torch.sort(
+        torch.rand(obs_dim, generator=generator, dtype=torch.float64), descending=True
+    ).values
     matrix = u @ torch.diag(singular) @ vh[:obs_dim]
     sigma_y = float(torch.rand(1, generator=generator, dtype=torch.float64) * singular.max())
     component = torch.multinomial(prior.weights, 1, generator=generator)

@@ -32,7 +32,9 @@ def check_covariance_correction(problem: Problem) -> None:
     problem.sigma_y  # raises for non-Gaussian noise  # noqa: B018
 
 
-def covariance_corrected_log_likelihood(problem: Problem, x0_hat: Tensor, extra_variance: Tensor) -> Tensor:
+def covariance_corrected_log_likelihood(
+    problem: Problem, x0_hat: Tensor, extra_variance: Tensor
+) -> Tensor:
     """``log N(y; A x0_hat, sigma_y^2 I + v A A^T)`` up to a constant, per sample.
 
     Args:

@@ -108,6 +108,7 @@ MAX_SAMPLE_RATE = 384_000
 MAX_MIX_SECONDS = 1_200
 """The longest mix, in seconds (module docstring, *Accepted input*)."""
 
+
 def audio_mgdm_config(**overrides: Any) -> MGDMConfig:
     """MGDM's Reference audio configuration (the ``audio`` preset of
     :data:`mgdm.samplers.mgdm.PRESETS`, docs/algorithms/mgdm.md §8), then ``overrides``. Use it

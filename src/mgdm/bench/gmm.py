@@ -81,7 +81,9 @@ def run_problem(
     case = make_gmm_problem(dim, obs_dim, seed)
     directions_seed = derive_seed(dim, obs_dim, seed, 3)
     exact = case.posterior.sample(SampleNoise(seed_block(dim, obs_dim, seed, 1, count=n_samples)))
-    exact_again = case.posterior.sample(SampleNoise(seed_block(dim, obs_dim, seed, 2, count=n_samples)))
+    exact_again = case.posterior.sample(
+        SampleNoise(seed_block(dim, obs_dim, seed, 2, count=n_samples))
+    )
     prior_draws = case.prior.sample(SampleNoise(seed_block(dim, obs_dim, seed, 4, count=n_samples)))
     sw_floor = sliced_wasserstein(exact, exact_again, n_directions, directions_seed)
     sw_prior = sliced_wasserstein(exact, prior_draws, n_directions, directions_seed)
@@ -248,12 +250,20 @@ def pivot_table(rows: Sequence[GMMRow]) -> str:
         cells.setdefault((row.sampler, row.dim, row.obs_dim), []).append(row)
     best = {
         p: min(
-            (mean_ci([r.sw for r in cells[(name, *p)]])[0] for name in samplers if (name, *p) in cells),
+            (
+                mean_ci([r.sw for r in cells[(name, *p)]])[0]
+                for name in samplers
+                if (name, *p) in cells
+            ),
             default=math.nan,
         )
         for p in problems
     }
-    header = "| sampler | " + " | ".join(f"d={d}, d_y={m}" for d, m in problems) + " | NFE fwd | NFE fwd+bwd | s / sample |"
+    header = (
+        "| sampler | "
+        + " | ".join(f"d={d}, d_y={m}" for d, m in problems)
+        + " | NFE fwd | NFE fwd+bwd | s / sample |"
+    )
     lines = [header, "|:---|" + "---:|" * (len(problems) + 3)]
     for name in samplers:
         texts, group_rows = [], []
@@ -279,5 +289,7 @@ def pivot_table(rows: Sequence[GMMRow]) -> str:
     seeds = sorted({r.seed for r in rows})
     n = sorted({r.n_samples for r in rows})
     lines.append("")
-    lines.append(f"Seeds {seeds[0]}–{seeds[-1]} ({len(seeds)} max per cell), {', '.join(map(str, n))} samples per run.")
+    lines.append(
+        f"Seeds {seeds[0]}–{seeds[-1]} ({len(seeds)} max per cell), {', '.join(map(str, n))} samples per run."
+    )
     return "\n".join(lines)

@@ -74,9 +74,7 @@ def barrier(world_size: int) -> None:
         dist.barrier()
 
 
-def deal(
-    work: Sequence[Work], size: Callable[[Work], int], world_size: int
-) -> list[list[Work]]:
+def deal(work: Sequence[Work], size: Callable[[Work], int], world_size: int) -> list[list[Work]]:
     """Share ``work`` over ``world_size`` ranks: each item, in order, goes to the rank with the
     smallest total ``size`` (cells) so far (the lowest rank on ties); every rank computes the
     same split."""

@@ -24,10 +24,17 @@ from mgdm.samplers.step_schedule import StepSchedule
 def add_mgdm_options(parser: argparse.ArgumentParser) -> None:
     """MGDM's options (shared by every command that runs MGDM)."""
     group = parser.add_argument_group("MGDM options (override the preset)")
-    group.add_argument("--preset", default="default", choices=sorted(PRESETS), help="MGDM preset (default: %(default)s)")
+    group.add_argument(
+        "--preset",
+        default="default",
+        choices=sorted(PRESETS),
+        help="MGDM preset (default: %(default)s)",
+    )
     group.add_argument("--gibbs-sweeps", "-R", type=int, help="R, Gibbs sweeps per outer step")
     group.add_argument("--num-steps", "-K", type=int, help="K, points of the timestep grid")
-    group.add_argument("--denoising-steps", "-M", type=int, help="M, points of the DDIM chain (1 = Tweedie)")
+    group.add_argument(
+        "--denoising-steps", "-M", type=int, help="M, points of the DDIM chain (1 = Tweedie)"
+    )
     group.add_argument("--gradient-steps", "-G", help="G(i) schedule, e.g. '3,-10:=20'")
     group.add_argument("--lr", help="learning-rate schedule, e.g. '0.03,:11=0.01'")
     group.add_argument("--lr-mode", choices=["absolute", "bridge-std"])
@@ -36,7 +43,9 @@ def add_mgdm_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threshold", type=int, help="outer step from which mix uses ell = p")
     group.add_argument("--per-sample-index", choices=["yes", "no"], help="draw ell per sample")
     group.add_argument("--eta", type=float, help="DDIM eta of the chain and the initialisation")
-    group.add_argument("--likelihood", choices=["plain", "covariance-corrected"], help="potential of the fit")
+    group.add_argument(
+        "--likelihood", choices=["plain", "covariance-corrected"], help="potential of the fit"
+    )
     group.add_argument(
         "--mgdm-label",
         help="name of the MGDM rows in tables and JSON (default: 'mgdm', or 'mgdm-PRESET' for a "
@@ -94,7 +103,9 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         default=[1, 2, 4],
         help="observation dimensions, at most dim",
     )
-    parser.add_argument("--seeds", default="0-9", help="problem seeds, e.g. 0-9 or 0,3,5 (default: %(default)s)")
+    parser.add_argument(
+        "--seeds", default="0-9", help="problem seeds, e.g. 0-9 or 0,3,5 (default: %(default)s)"
+    )
     parser.add_argument(
         "--samples", type=int, default=1000, help="samples per problem, >= 2 (default: %(default)s)"
     )
@@ -134,7 +145,9 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     table.add_argument(
         "--pivot", action="store_true", help="one line per sampler, one column per (dim, obs_dim)"
     )
-    table.add_argument("--only-samplers", help="keep the rows of these samplers (comma list of labels)")
+    table.add_argument(
+        "--only-samplers", help="keep the rows of these samplers (comma list of labels)"
+    )
     table.add_argument("--only-dims", help="keep the rows of these dimensions (comma list)")
     table.add_argument("--only-seeds", help="keep the rows of these seeds, e.g. 0-5")
     table.set_defaults(func=print_table)
@@ -151,7 +164,9 @@ def print_table(args: argparse.Namespace) -> int:
         try:
             dims = {int(d) for d in args.only_dims.split(",")}
         except ValueError:
-            raise ValueError(f"--only-dims takes a comma list of integers; got {args.only_dims!r}.") from None
+            raise ValueError(
+                f"--only-dims takes a comma list of integers; got {args.only_dims!r}."
+            ) from None
         rows = [r for r in rows if r.dim in dims]
     if args.only_seeds:
         seeds = set(parse_seeds(args.only_seeds))
@@ -177,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
         label = name
         if name == "mgdm":
             sampler = sampler_class(name)(mgdm_config)
-            label = args.mgdm_label or ("mgdm" if args.preset == "default" else f"mgdm-{args.preset}")
+            label = args.mgdm_label or (
+                "mgdm" if args.preset == "default" else f"mgdm-{args.preset}"
+            )
         else:
             sampler = build_sampler(name, "gmm")
         if args.budget is not None:
@@ -185,8 +202,15 @@ def run(args: argparse.Namespace) -> int:
         samplers.append((label, fitted_to_problem(sampler)))
     on_rows = (lambda rows: write_json(rows, args.json)) if args.json else None
     rows = run_benchmark(
-        args.dim, args.obs_dim, seeds, samplers, args.samples, args.directions, args.device,
-        progress=not args.quiet, on_rows=on_rows,
+        args.dim,
+        args.obs_dim,
+        seeds,
+        samplers,
+        args.samples,
+        args.directions,
+        args.device,
+        progress=not args.quiet,
+        on_rows=on_rows,
     )
     sys.stdout.write(summary_table(rows) + "\n")
     return 0

@@ -73,7 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--nfe",
         type=arguments.positive_float,
-        help="rescale the sampler to about this many network calls per sample"
+        help="rescale the sampler to about this many network calls per sample",
     )
     parser.add_argument(
         "--out", default="restoration.png", help="PNG grid to write (default: %(default)s)"

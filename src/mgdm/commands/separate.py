@@ -31,6 +31,7 @@ separator: the stems sum to the mix exactly), or any registered baseline with it
 settings.
 """
 
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``separate`` to the top-level sub-commands."""
     parser = subparsers.add_parser(

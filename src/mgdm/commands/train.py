@@ -353,7 +353,6 @@ def run_latent_prior(args: argparse.Namespace) -> int:
         progress=show_progress(args),
     )
     print(
-        f"wrote {args.out}/vae, unet and scheduler "
-        "(load with mgdm.priors.latent.load_latent_prior)"
+        f"wrote {args.out}/vae, unet and scheduler (load with mgdm.priors.latent.load_latent_prior)"
     )
     return 0

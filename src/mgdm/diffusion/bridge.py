@@ -34,9 +34,10 @@ class BridgeCoefficients:
 
     def mean(self, x_early: Tensor, x_late: Tensor) -> Tensor:
         """``c_s x_s + c_u x_u`` with per-sample coefficients; shape of ``x_early``."""
-        return per_sample(self.coef_early, x_early) * x_early + per_sample(
-            self.coef_late, x_late
-        ) * x_late
+        return (
+            per_sample(self.coef_early, x_early) * x_early
+            + per_sample(self.coef_late, x_late) * x_late
+        )
 
     def sample(self, x_early: Tensor, x_late: Tensor, noise: Tensor) -> Tensor:
         """A draw ``mean + std * noise`` (``noise`` standard normal, shape of ``x_early``)."""

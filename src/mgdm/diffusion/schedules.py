@@ -37,8 +37,10 @@ class Schedule:
                 f"a schedule needs abar at the {NUM_TIMESTEPS + 1} times 0…{NUM_TIMESTEPS}; "
                 f"got {abar.numel()} values."
             )
-        if not bool(torch.isfinite(abar).all()) or bool((abar <= 0).any()) or bool(
-            (abar > 1).any()
+        if (
+            not bool(torch.isfinite(abar).all())
+            or bool((abar <= 0).any())
+            or bool((abar > 1).any())
         ):
             raise ValueError("abar must be finite and in (0, 1].")
         if abar[0] != 1.0:

@@ -89,7 +89,9 @@ def _title_and_use(evaluation: AudioPriorEvaluation) -> tuple[str, str]:
         )
     else:
         title = f"Single-stem music diffusion prior ({stems[0]})"
-        what = f"A diffusion prior (an EDM-preconditioned denoiser) on {stems[0]} waveforms {shape}."
+        what = (
+            f"A diffusion prior (an EDM-preconditioned denoiser) on {stems[0]} waveforms {shape}."
+        )
     use = (
         f"{what}\nWaveforms at {evaluation.sample_rate} Hz, {evaluation.length} samples "
         f"({evaluation.length / evaluation.sample_rate:.2f} s), in WAV units (not normalised).\n"

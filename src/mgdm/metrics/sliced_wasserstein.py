@@ -28,7 +28,9 @@ def wasserstein_1d(a: Tensor, b: Tensor) -> Tensor:
     return (cdf_gap.abs() * widths).sum(0)
 
 
-def random_directions(dim: int, count: int, seed: int, dtype: torch.dtype = torch.float64) -> Tensor:
+def random_directions(
+    dim: int, count: int, seed: int, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """``count`` unit vectors in ``R^dim`` from ``seed``; ``[dim, count]``."""
     g = torch.randn(dim, count, generator=torch_generator(seed), dtype=dtype)
     return g / g.norm(dim=0, keepdim=True)
@@ -37,7 +39,9 @@ def random_directions(dim: int, count: int, seed: int, dtype: torch.dtype = torc
 def sliced_wasserstein(x: Tensor, y: Tensor, n_directions: int = 1000, seed: int = 0) -> float:
     """Sliced W1 between sample sets ``x`` ``[n, d]`` and ``y`` ``[m, d]`` (float64 internally)."""
     if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"expected [n, d] and [m, d] sample sets; got {list(x.shape)} and {list(y.shape)}.")
+        raise ValueError(
+            f"expected [n, d] and [m, d] sample sets; got {list(x.shape)} and {list(y.shape)}."
+        )
     if n_directions < 1:
         raise ValueError("n_directions must be >= 1.")
     directions = random_directions(x.shape[1], n_directions, seed).to(x.device)

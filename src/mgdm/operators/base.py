@@ -129,7 +129,9 @@ class LinearOperator(Operator):
             )
         s = svd.singular_values.to(y)
         keep = s > rcond * s.max()
-        inverse = torch.where(keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
+        inverse = torch.where(
+            keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s)
+        )
         spectral = svd.Ut(y)[:, : svd.rank_size] * inverse
         padded = torch.zeros(y.shape[0], self.input_size, dtype=y.dtype, device=y.device)
         padded[:, : svd.rank_size] = spectral

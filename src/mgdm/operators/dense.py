@@ -35,7 +35,9 @@ class DenseOperator(LinearOperator):
     def __init__(self, matrix: Tensor):
         matrix = torch.as_tensor(matrix)
         if matrix.dim() != 2:
-            raise ValueError(f"a dense operator needs a 2-D matrix; got shape {tuple(matrix.shape)}.")
+            raise ValueError(
+                f"a dense operator needs a 2-D matrix; got shape {tuple(matrix.shape)}."
+            )
         if not bool(torch.isfinite(matrix).all()):
             raise ValueError("the operator matrix has non-finite entries.")
         self.matrix = matrix.to(torch.float64)

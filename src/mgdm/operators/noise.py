@@ -46,9 +46,7 @@ class GaussianNoise(NoiseModel):
     """
 
     def __init__(self, sigma_y: float):
-        if not (
-            isinstance(sigma_y, (int, float)) and MIN_SIGMA_Y <= sigma_y <= MAX_SIGMA_Y
-        ):
+        if not (isinstance(sigma_y, (int, float)) and MIN_SIGMA_Y <= sigma_y <= MAX_SIGMA_Y):
             raise ValueError(
                 f"sigma_y must be a number from {MIN_SIGMA_Y:g} to {MAX_SIGMA_Y:g} (std of the "
                 f"noise on A(x), x in [-1, 1]; beyond, float32 arithmetic overflows); got "
@@ -61,7 +59,9 @@ class GaussianNoise(NoiseModel):
         return -(residual**2).sum(-1) / (2 * self.sigma_y**2)
 
     def observe(self, clean: Tensor, noise: SampleNoise) -> Tensor:
-        return clean + self.sigma_y * noise.randn(*clean.shape[1:], dtype=clean.dtype).to(clean.device)
+        return clean + self.sigma_y * noise.randn(*clean.shape[1:], dtype=clean.dtype).to(
+            clean.device
+        )
 
     def __repr__(self) -> str:
         return f"GaussianNoise(sigma_y={self.sigma_y})"

@@ -89,7 +89,9 @@ class CountingDenoiser(Denoiser):
         self._count(x_t)
         return self.prior.epsilon(x_t, t)
 
-    def initial_state(self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    def initial_state(
+        self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32
+    ) -> Tensor:
         return self.prior.initial_state(noise, t, dtype)
 
     def sample_denoising_posterior(self, x_t: Tensor, t: Tensor, noise: SampleNoise) -> Tensor:
@@ -131,7 +133,9 @@ class Sampler(ABC, Generic[ConfigT]):
         self.config: ConfigT = config
 
     @abstractmethod
-    def run(self, prior: CountingDenoiser, problem: Problem, noise: SampleNoise, progress: bool) -> Tensor:
+    def run(
+        self, prior: CountingDenoiser, problem: Problem, noise: SampleNoise, progress: bool
+    ) -> Tensor:
         """Draw one sample per stream of ``noise``; returns ``[B, *sample_shape]`` (unclamped)."""
 
     def check_compatible(self, prior: Denoiser, problem: Problem) -> None:

@@ -104,7 +104,9 @@ class MGDMConfig(SamplerConfig):
 
     def __post_init__(self) -> None:
         def fail(name: str, accepted: str) -> None:
-            raise ValueError(f"MGDM {name} = {getattr(self, name)!r} is out of range; accepted: {accepted}.")
+            raise ValueError(
+                f"MGDM {name} = {getattr(self, name)!r} is out of range; accepted: {accepted}."
+            )
 
         if not isinstance(self.num_steps, int) or self.num_steps < 4:
             fail("num_steps", "an integer K >= 4 (K - 3 outer steps)")
@@ -165,10 +167,14 @@ PRESETS: dict[str, MGDMConfig] = {
     ),
 }
 PRESETS["dense-grid"] = replace(
-    PRESETS["default"], num_steps=300, gradient_steps=StepSchedule(1.0, (IndexRange(-10, None, 20.0),))
+    PRESETS["default"],
+    num_steps=300,
+    gradient_steps=StepSchedule(1.0, (IndexRange(-10, None, 20.0),)),
 )
 PRESETS["fast"] = replace(
-    PRESETS["default"], num_steps=50, gradient_steps=StepSchedule(2.0, (IndexRange(-5, None, 10.0),))
+    PRESETS["default"],
+    num_steps=50,
+    gradient_steps=StepSchedule(2.0, (IndexRange(-5, None, 10.0),)),
 )
 PRESETS["audio"] = MGDMConfig(
     num_steps=20,
@@ -229,7 +235,9 @@ class MGDM(Sampler[MGDMConfig]):
     def check_compatible(self, prior, problem: Problem) -> None:
         if self.config.likelihood == "covariance-corrected":
             check_covariance_correction(problem)
-        if self.config.denoiser_posterior == "exact" and not hasattr(prior, "sample_denoising_posterior"):
+        if self.config.denoiser_posterior == "exact" and not hasattr(
+            prior, "sample_denoising_posterior"
+        ):
             raise ValueError(
                 f"denoiser_posterior='exact' needs a prior with exact p(x_0 | x_t) draws; "
                 f"{type(prior).__name__} has none. Use denoiser_posterior='ddim'."
@@ -256,7 +264,9 @@ class MGDM(Sampler[MGDMConfig]):
             return forward + backward
 
         if nfe < total(4):
-            raise ValueError(f"a budget of {nfe:g} calls is below MGDM's minimum of {total(4)} (K = 4).")
+            raise ValueError(
+                f"a budget of {nfe:g} calls is below MGDM's minimum of {total(4)} (K = 4)."
+            )
         best = min(range(4, 1001), key=lambda k: abs(total(k) - nfe))
         return MGDM(rescaled(best))
 
@@ -330,14 +340,18 @@ class MGDM(Sampler[MGDMConfig]):
             rho = adam_rho.step(rho, grad_rho / cfg.mc_samples, step_size)
         return mu + torch.exp(rho) * noise.randn(*mean.shape[1:], dtype=mean.dtype)
 
-    def potential(self, problem: Problem, x0_hat: Tensor, ell: Tensor, prior: CountingDenoiser) -> Tensor:
+    def potential(
+        self, problem: Problem, x0_hat: Tensor, ell: Tensor, prior: CountingDenoiser
+    ) -> Tensor:
         """``log g_ell`` approximated at the denoised estimate (see ``likelihood``); ``[B]``."""
         if self.config.likelihood == "plain":
             return problem.log_likelihood(x0_hat)
         extra_variance = 1.0 - prior.schedule.alpha_bar(ell)
         return covariance_corrected_log_likelihood(problem, x0_hat, extra_variance)
 
-    def denoise_chain(self, prior: CountingDenoiser, x_ell: Tensor, ell: Tensor, noise: SampleNoise) -> Tensor:
+    def denoise_chain(
+        self, prior: CountingDenoiser, x_ell: Tensor, ell: Tensor, noise: SampleNoise
+    ) -> Tensor:
         """Draw ``x_0 | x_ell`` with an ``n = min(M, ell + 1)``-point DDIM(eta) chain ``ell -> 0``.
 
         Samples are grouped by chain length; every sample's draws use its own stream at the
@@ -359,7 +373,9 @@ class MGDM(Sampler[MGDMConfig]):
             for j in range(n - 1):
                 now, nxt = times[j], times[j + 1]
                 x0_hat = prior.denoise(x, now)
-                coefficients = bridge_coefficients(prior.schedule, torch.zeros_like(nxt), nxt, now, cfg.eta)
+                coefficients = bridge_coefficients(
+                    prior.schedule, torch.zeros_like(nxt), nxt, now, cfg.eta
+                )
                 x = coefficients.sample(x0_hat, x, group_noise.randn(*x.shape[1:], dtype=x.dtype))
             x_0[index] = x
         noise._counter += cfg.denoising_steps
@@ -372,7 +388,9 @@ class MGDM(Sampler[MGDMConfig]):
         return x_0.clamp(*prior.data_range)
 
     # ------------------------------------------------------------------ main loop
-    def run(self, prior: CountingDenoiser, problem: Problem, noise: SampleNoise, progress: bool) -> Tensor:
+    def run(
+        self, prior: CountingDenoiser, problem: Problem, noise: SampleNoise, progress: bool
+    ) -> Tensor:
         cfg = self.config
         schedule = prior.schedule
         grid = timestep_grid(cfg.num_steps).tolist()
@@ -489,5 +507,3 @@ def network_calls(config: MGDMConfig, indices: list[int]) -> tuple[int, int]:
         per_sweep = 1 if (n < 2 or config.denoiser_posterior == "exact") else n - 1
         forward += config.gibbs_sweeps * per_sweep
     return forward, config.expected_vjp()
-
-
