@@ -543,92 +543,16 @@ def make_assets(folder: Path) -> Path:
     soundfile.write(folder / "mix.wav", tone, 8000, subtype="FLOAT")
     stems = torch.randn(2, 4, 256, generator=torch.Generator().manual_seed(0)) * 0.05
     save_stem_tensor(folder / "stems.safetensors", StemData(stems, STEMS, 8000, "test", 0, 1, "x"))
-    made = [
-        [
-            "bench",
-            "gmm",
-            "--dim",
-            "2",
-            "--obs-dim",
-            "1",
-            "--seeds",
-            "0",
-            "--samples",
-            "8",
-            "--directions",
-            "8",
-            "--samplers",
-            "dps",
-            "--budget",
-            "10",
-            "--quiet",
-            "--json",
-            f"{folder}/rows.json",
-        ],
-        [
-            "bench",
-            "images",
-            "--db",
-            f"{folder}/images.sqlite",
-            "--prior",
-            f"{folder}/prior",
-            "--tasks",
-            "sr4",
-            "--samplers",
-            "dps",
-            "--images",
-            "1",
-            "--budget",
-            "8",
-            "--quiet",
-        ],
-        [
-            "bench",
-            "audio",
-            "--prior",
-            f"{folder}/audio-prior",
-            "--data",
-            f"{folder}/stems.safetensors",
-            "--db",
-            f"{folder}/audio.sqlite",
-            "--mixtures",
-            "1",
-            "--samplers",
-            "msdm",
-            "--quiet",
-        ],
-        [
-            "train",
-            "autoencoder",
-            "--out",
-            f"{folder}/autoencoder",
-            "--steps",
-            "1",
-            "--batch-size",
-            "2",
-            "--channels",
-            "4,8",
-            "--limit",
-            "4",
-            "--eval-limit",
-            "4",
-        ],
-        [
-            "train",
-            "prior",
-            "--out",
-            f"{folder}/prior-run",
-            "--steps",
-            "1",
-            "--batch-size",
-            "2",
-            "--channels",
-            "4",
-            "--limit",
-            "4",
-        ],
-    ]
-    for argv in made:
+    made = {  # command: its output argument, pointed into the assets
+        "bench gmm": ("--json", "rows.json"),
+        "bench images": ("--db", "images.sqlite"),
+        "bench audio": ("--db", "audio.sqlite"),
+        "train autoencoder": ("--out", "autoencoder"),
+        "train prior": ("--out", "prior-run"),
+    }
+    for name, (option, output) in made.items():
+        argv = [part.format(a=folder) for part in COMMANDS[name].base]
+        argv = _apply(argv, Option(option, "out-file"), str(folder / output))
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             assert main(argv) == 0, argv
     return folder
