@@ -87,7 +87,11 @@ def test_same_seed_same_sample_whatever_the_batch():
     ):
         alone = MGDM(config).sample(case.prior, case.problem, [5]).samples
         batch = MGDM(config).sample(case.prior, case.problem, [3, 5, 9, 11]).samples
-        assert torch.allclose(alone[0], batch[1], atol=1e-5)
+        # docs/determinism.md: another batch composition changes float32 rounding only; on this
+        # short run the sample stays within 1e-4 S, S = max(data scale, |sample|) (measured
+        # 3.8e-6 absolute; 1e-5 absolute left a margin of 2.6 on the reference machine).
+        scale = max(1.0, float(alone.abs().max()))
+        assert float((alone[0] - batch[1]).abs().max()) <= 1e-4 * scale
 
 
 @pytest.mark.parametrize("batch", [1, 7])

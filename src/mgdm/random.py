@@ -4,9 +4,10 @@ Every sample of a batch owns a 64-bit seed. The ``k``-th draw of a sample is a p
 of ``(seed, k, element index)``, computed with the splitmix64 mixer and Box-Muller, all in
 vectorised integer tensor arithmetic. Consequences:
 
-* a sample's output depends only on its own seed, never on the batch size or on which other
-  samples share the batch (the convention of docs/algorithms/README.md §2.8);
-* results are the same on every device, since no device generator is involved;
+* a sample's random draws depend only on its own seed, never on the batch size or on which
+  other samples share the batch (the convention of docs/algorithms/README.md §2.8; the samples
+  themselves then agree across batch compositions up to float32 rounding, docs/determinism.md);
+* the draws are the same on every device, since no device generator is involved;
 * drawing is as cheap as one fused elementwise kernel, whatever the batch size.
 
 All samples of a batch must make the same sequence of draws (which every sampler does: its

@@ -136,8 +136,8 @@ def restore_batch(
 ) -> list[Restoration]:
     """:func:`restore` for ``K`` observations ``[K, *observation_shape]`` (and optional clean
     images ``[K, C, H, W]``) in one sampler call of ``K * samples`` samples; image ``k`` gets the
-    same samples as ``restore(observations[k], …)`` would give it alone, since every sample has its
-    own seed. The cost (calls per sample, seconds) is that of the whole call. ``threads``: torch's
+    seeds, hence the random draws, that ``restore(observations[k], …)`` would give it alone (the
+    samples agree up to float32 rounding: docs/determinism.md). The cost (calls per sample, seconds) is that of the whole call. ``threads``: torch's
     CPU threads during the call, as in :func:`restore`."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"the number of samples must be a whole number >= 1; got {samples!r}.")

@@ -10,7 +10,8 @@
 4. separated window by window: the posterior of the stems ``x`` ``[S, L]`` given
    ``y = sum_s x_s + sigma_y eps`` (:class:`~mgdm.operators.mixing.Mixing`, Gaussian likelihood
    with ``sigma_y = 1e-4``, the Reference's value), one sample per window with the seed
-   ``derive_seed(seed, window index)`` (so results do not depend on ``batch_size``);
+   ``derive_seed(seed, window index)`` (so a window's draws do not depend on ``batch_size``; the
+   stems agree across batch sizes up to float32 rounding, docs/determinism.md);
 5. put back together by overlap-add with cross-fade weights that sum to one: window ``i`` has
    weight ``sin^2(pi (j + 1/2) / (2 O))`` on its first ``O`` samples ``j`` (``cos^2`` on its
    last ``O``), 1 elsewhere, and 1 on the outer edges of the first and last windows.

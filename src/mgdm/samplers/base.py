@@ -7,7 +7,8 @@ A sampler is a typed configuration plus one call::
     result.cost         # network calls per sample (forward-only, forward+backward), seconds
 
 One seed per sample: every random draw of sample ``n`` comes from the stream of ``seeds[n]``
-(:class:`mgdm.random.SampleNoise`), so a sample does not depend on the batch it ran in.
+(:class:`mgdm.random.SampleNoise`), so a sample's draws do not depend on the batch it ran in
+(its value does up to float32 rounding, which some samplers amplify: docs/determinism.md).
 """
 
 from __future__ import annotations
