@@ -266,6 +266,7 @@ def commands() -> dict[str, Command]:
                 Option("--directions", count),
                 Option("--budget", positive),
                 Option("--json", "out-file", ".json"),
+                Option("--db", "new-db", ".sqlite"),
                 Option("--samplers", "name"),
                 Option("--device", "device"),
                 Option("--gibbs-sweeps", count),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -166,11 +166,20 @@ def run_benchmark(
     device: str | torch.device = "cpu",
     progress: bool = True,
     on_rows: Callable[[list[GMMRow]], object] | None = None,
+    done: Mapping[tuple[str, int, int, int], GMMRow] | None = None,
+    on_cell: Callable[[GMMRow], object] | None = None,
 ) -> list[GMMRow]:
-    """Run every sampler on every problem; ``on_rows(all_rows)`` is called after each problem.
+    """Run every sampler on every problem and return the rows, problem by problem in sampler
+    order; ``on_cell(row)`` is called for each new row, ``on_rows(all_rows)`` after each problem.
+
+    ``done`` holds finished rows by ``(sampler label, dim, obs_dim, seed)`` (a resumed run, e.g.
+    :func:`mgdm.bench.gmm_db.stored_cells`): they are returned as they are and not run again. A
+    row does not depend on which other samplers run beside it, so a resumed run gives the rows of
+    an uninterrupted one (seconds aside).
 
     ``ValueError`` before any problem runs for an ``obs_dim`` above its ``dim`` or a problem too
     large for the memory available (:func:`check_memory`)."""
+    done = done or {}
     problems = [(d, m, s) for d in dims for m in obs_dims for s in seeds]
     for d, m, _ in problems:
         if m > d:
@@ -178,7 +187,20 @@ def run_benchmark(
         check_memory(d, m, n_samples, n_directions)
     rows: list[GMMRow] = []
     for dim, obs_dim, seed in tqdm(problems, desc="gmm problems", disable=not progress):
-        rows.extend(run_problem(dim, obs_dim, seed, samplers, n_samples, n_directions, device))
+        todo = [
+            (label, spec) for label, spec in samplers if (label, dim, obs_dim, seed) not in done
+        ]
+        fresh = {}
+        if todo:
+            new = run_problem(dim, obs_dim, seed, todo, n_samples, n_directions, device)
+            for row in new:
+                if on_cell is not None:
+                    on_cell(row)
+            fresh = {row.sampler: row for row in new}
+        rows.extend(
+            fresh[label] if label in fresh else done[(label, dim, obs_dim, seed)]
+            for label, _ in samplers
+        )
         if on_rows is not None:
             on_rows(rows)
     return rows

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import time
+from contextlib import closing
+from pathlib import Path
 
 from mgdm.bench.gmm import (
+    GMMRow,
     fitted_to_problem,
     pivot_table,
     read_json,
@@ -13,7 +18,16 @@ from mgdm.bench.gmm import (
     summary_table,
     write_json,
 )
+from mgdm.bench.gmm_db import (
+    STORE,
+    check_configs,
+    insert_row,
+    read_gmm_db,
+    run_settings,
+    stored_cells,
+)
 from mgdm.bench.seeds import parse_seeds
+from mgdm.bench.store import config_json
 from mgdm.commands.arguments import device, positive_float, positive_int
 from mgdm.files import check_output_file
 from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig
@@ -131,6 +145,11 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         "whole after each problem)",
     )
     parser.add_argument(
+        "--db",
+        help="also store each (sampler, problem) cell in this SQLite database as it finishes "
+        "(created if needed); a rerun skips the cells it holds",
+    )
+    parser.add_argument(
         "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
     )
     add_mgdm_options(parser)
@@ -138,10 +157,15 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     table = bench_sub.add_parser(
         "gmm-table",
         help="print the Markdown summary of saved gmm benchmark rows",
-        description="Summarise one or more JSON files written by `mgdm bench gmm --json` as the "
+        description="Summarise JSON files written by `mgdm bench gmm --json` or databases of "
+        "`mgdm bench gmm --db` as the "
         "Markdown table the benchmark prints (SW mean ± 95%% CI over seeds, per dim, obs_dim, sampler).",
     )
-    table.add_argument("files", nargs="+", help="JSON files from `mgdm bench gmm --json`")
+    table.add_argument(
+        "files",
+        nargs="+",
+        help="JSON files of `mgdm bench gmm --json`, or .sqlite databases of its --db",
+    )
     table.add_argument(
         "--pivot", action="store_true", help="one line per sampler, one column per (dim, obs_dim)"
     )
@@ -153,10 +177,15 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     table.set_defaults(func=print_table)
 
 
+DATABASE_SUFFIXES = (".sqlite", ".db")
+"""``gmm-table`` reads a file with one of these suffixes as a database, any other as JSON."""
+
+
 def print_table(args: argparse.Namespace) -> int:
     rows = []
     for path in args.files:
-        rows.extend(read_json(path))
+        is_database = Path(path).suffix.lower() in DATABASE_SUFFIXES
+        rows.extend(read_gmm_db(path) if is_database else read_json(path))
     if args.only_samplers:
         keep = {name.strip() for name in args.only_samplers.split(",")}
         rows = [r for r in rows if r.sampler in keep]
@@ -186,8 +215,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--dim values must be even integers >= 2; got {d}.")
     if args.json:
         check_output_file(args.json, "--json", (".json",))
+    settings = run_settings(args.samples, args.directions)
+    if args.db:
+        STORE.check(args.db, settings)
     mgdm_config = mgdm_config_from_args(args)  # checked even when no MGDM runs
     samplers = []
+    configs: dict[str, str] = {}
     for name in parse_sampler_list(args.samplers, domain="vector"):
         label = name
         if name == "mgdm":
@@ -200,17 +233,30 @@ def run(args: argparse.Namespace) -> int:
         if args.budget is not None:
             sampler = sampler.with_budget(args.budget)
         samplers.append((label, fitted_to_problem(sampler)))
+        configs[label] = config_json(sampler.config)
     on_rows = (lambda rows: write_json(rows, args.json)) if args.json else None
-    rows = run_benchmark(
-        args.dim,
-        args.obs_dim,
-        seeds,
-        samplers,
-        args.samples,
-        args.directions,
-        args.device,
-        progress=not args.quiet,
-        on_rows=on_rows,
-    )
+    with contextlib.ExitStack() as stack:
+        done, on_cell = {}, None
+        if args.db:
+            connection = stack.enter_context(closing(STORE.open(args.db, settings)))
+            check_configs(connection, configs, Path(args.db))
+            done = stored_cells(connection)
+
+            def on_cell(row: GMMRow) -> None:
+                insert_row(connection, row, configs[row.sampler], time.time())
+
+        rows = run_benchmark(
+            args.dim,
+            args.obs_dim,
+            seeds,
+            samplers,
+            args.samples,
+            args.directions,
+            args.device,
+            progress=not args.quiet,
+            on_rows=on_rows,
+            done=done,
+            on_cell=on_cell,
+        )
     sys.stdout.write(summary_table(rows) + "\n")
     return 0
