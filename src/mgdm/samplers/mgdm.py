@@ -201,7 +201,7 @@ PRESETS["audio"] = MGDMConfig(
   the last 10): 728 calls per sample instead of 508; better than ``default`` at d = 80 and 800
   on the benchmark, slightly worse at d = 8 (docs/benchmarks.md §1.4).
 * ``fast``: the default with K = 50 grid points and two Adam steps per outer step (10 in the
-  last 5): 50 forward + 140 forward+backward calls per sample, for quick restorations on a CPU.
+  last 5): 48 forward + 110 forward+backward calls per sample, for quick restorations on a CPU.
 * ``audio``: the Reference's audio configuration (docs/algorithms/mgdm.md §8), the ``audio``
   domain's preset: K = 20 grid points (17 outer steps), R = 6 Gibbs sweeps, M = 15 chain points,
   ``mix`` rule with threshold 13 and ``min_index`` 10, ``G(i) = 20`` for ``i >= K - 10`` else 3,
