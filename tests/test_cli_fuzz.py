@@ -634,6 +634,11 @@ def _record(name: str, labels: list[str], status: object) -> None:
         OUTCOMES[f"bad {label}"] += 1
     OUTCOMES[f"exit {status}"] += 1
     OUTCOMES["examples"] += 1
+    _save_report()
+
+
+def _save_report() -> None:
+    """With ``MGDM_FUZZ_REPORT`` set, rewrite the report of the outcomes so far."""
     report = os.environ.get("MGDM_FUZZ_REPORT")
     if report:
         Path(report).write_text(json.dumps(dict(sorted(OUTCOMES.items())), indent=2) + "\n")
@@ -722,6 +727,8 @@ def test_public_functions_raise_value_or_file_errors(data):
     except API_ERRORS as error:
         assert "\n" not in str(error).strip(), f"{which}: a multi-line message {error!s:.300}"
         OUTCOMES["api refused"] += 1
+        _save_report()
     else:  # only the numbers can be valid by chance (e.g. samples=1, sigma_y=0.5)
         assert which in ("restore-options", "gaussian-noise"), f"{which} accepted a bad value"
         OUTCOMES["api accepted"] += 1
+        _save_report()
