@@ -253,21 +253,32 @@ def run_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _optimiser_options(args: argparse.Namespace) -> dict[str, object]:
+    """The fields every trainer's config takes from the shared options (``add_run_options``):
+    batch size, learning rate, seed."""
+    return {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, object]:
+    """How every trainer runs: steps, checkpoint interval, device, progress bar."""
+    return {
+        "steps": args.steps,
+        "checkpoint_every": args.checkpoint_every,
+        "device": args.device,
+        "progress": show_progress(args),
+    }
+
+
 def run_prior(args: argparse.Namespace) -> int:
     config = TrainConfig(
         channels=parse_channels(args.channels),
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
         limit=args.limit,
+        **_optimiser_options(args),
     )
     train_prior(
         args.out,
         config,
-        args.steps,
-        args.checkpoint_every,
-        args.device,
-        progress=show_progress(args),
+        **_run_options(args),
     )
     print(f"wrote {args.out}/unet and {args.out}/scheduler (load with mgdm.priors.load_prior(OUT))")
     return 0
@@ -281,18 +292,13 @@ def run_audio_prior(args: argparse.Namespace) -> int:
         channels=parse_integers(args.channels, "--channels"),
         factors=parse_integers(args.factors, "--factors") if args.factors else (),
         attention=not args.no_attention,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
+        **_optimiser_options(args),
     )
     train_audio_prior(
         args.data,
         args.out,
         config,
-        args.steps,
-        args.checkpoint_every,
-        args.device,
-        progress=show_progress(args),
+        **_run_options(args),
     )
     print(
         f"wrote {args.out}/prior.json and model.safetensors (load with mgdm.audio.load_audio_prior)"
@@ -309,18 +315,13 @@ def run_autoencoder(args: argparse.Namespace) -> int:
         channels=parse_channels(args.channels),
         latent_channels=args.latent_channels,
         kl_weight=args.kl_weight,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
         limit=args.limit,
+        **_optimiser_options(args),
     )
     train_autoencoder(
         args.out,
         config,
-        args.steps,
-        args.checkpoint_every,
-        args.device,
-        progress=show_progress(args),
+        **_run_options(args),
     )
     metrics = evaluate_autoencoder(Path(args.out) / "vae", args.eval_limit, args.device)
     text = json.dumps(metrics, indent=2) + "\n"
@@ -338,19 +339,14 @@ def run_latent_prior(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         channels=parse_channels(args.channels),
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
         limit=args.limit,
+        **_optimiser_options(args),
     )
     train_latent_prior(
         args.autoencoder,
         args.out,
         config,
-        args.steps,
-        args.checkpoint_every,
-        args.device,
-        progress=show_progress(args),
+        **_run_options(args),
     )
     print(
         f"wrote {args.out}/vae, unet and scheduler (load with mgdm.priors.latent.load_latent_prior)"
