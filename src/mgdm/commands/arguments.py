@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from mgdm.devices import resolve_device
+from mgdm.devices import ACCEPTED_DEVICES, resolve_device
 
 
 def _number(text: str, kind: type) -> float | int:
@@ -79,3 +79,13 @@ def show_progress(args: argparse.Namespace) -> bool:
     """Whether a command shows progress bars: not under ``--quiet`` (one of the common options
     that :mod:`mgdm.cli` gives every command; absent when a parser is built without them)."""
     return not getattr(args, "quiet", False)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (default ``cpu``), checked at parse time by :func:`device`."""
+    parser.add_argument(
+        "--device",
+        type=device,
+        default="cpu",
+        help=f"{ACCEPTED_DEVICES} (default: %(default)s)",
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mgdm.commands.arguments import device, finite_float, positive_int
+from mgdm.commands.arguments import add_device_option, finite_float, positive_int
 from mgdm.commands.bench_images import parse_int_list
 from mgdm.samplers.registry import sampler_names
 
@@ -87,9 +87,7 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         help="run only these variants, a comma list of labels such as mgdm-independent (to "
         "share one run's variants between processes)",
     )
-    parser.add_argument(
-        "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
-    )
+    add_device_option(parser)
     parser.set_defaults(func=run)
 
     table = bench_sub.add_parser(

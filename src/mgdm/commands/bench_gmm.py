@@ -28,7 +28,7 @@ from mgdm.bench.gmm_db import (
 )
 from mgdm.bench.seeds import parse_seeds
 from mgdm.bench.store import config_json
-from mgdm.commands.arguments import device, positive_float, positive_int
+from mgdm.commands.arguments import add_device_option, positive_float, positive_int
 from mgdm.files import check_output_file
 from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig
 from mgdm.samplers.registry import build_sampler, parse_sampler_list, sampler_class, sampler_names
@@ -149,9 +149,7 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         help="also store each (sampler, problem) cell in this SQLite database as it finishes "
         "(created if needed); a rerun skips the cells it holds",
     )
-    parser.add_argument(
-        "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
-    )
+    add_device_option(parser)
     add_mgdm_options(parser)
     parser.set_defaults(func=run)
     table = bench_sub.add_parser(

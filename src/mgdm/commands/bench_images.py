@@ -7,7 +7,7 @@ import sys
 
 from mgdm.bench.images import parse_tasks, run_image_benchmark, sampler_variants
 from mgdm.bench.seeds import parse_seeds
-from mgdm.commands.arguments import device, positive_float, positive_int
+from mgdm.commands.arguments import add_device_option, positive_float, positive_int
 from mgdm.priors.catalog import SHIPPED_PRIORS, prior_domain
 from mgdm.samplers.mgdm import PRESETS
 from mgdm.samplers.registry import sampler_names
@@ -116,9 +116,7 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         help="LPIPS weights (one file: AlexNet trunk features.* and heads lin0-4.*); "
         "no LPIPS without it",
     )
-    parser.add_argument(
-        "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
-    )
+    add_device_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -20,7 +20,7 @@ import argparse
 
 import torch
 
-from mgdm.bench.gmm import seed_block
+from mgdm.bench.seeds import seed_block
 from mgdm.commands.arguments import non_negative_int, positive_int, show_progress
 from mgdm.commands.restore import MAX_SAMPLES
 from mgdm.files import check_output_dir, write_atomically

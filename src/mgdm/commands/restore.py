@@ -79,12 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out", default="restoration.png", help="PNG grid to write (default: %(default)s)"
     )
     parser.add_argument("--save-observation", help="also write the observation y as a .npy file")
-    parser.add_argument(
-        "--device",
-        type=arguments.device,
-        default="cpu",
-        help="cpu, cuda, cuda:N or mps (default: %(default)s)",
-    )
+    arguments.add_device_option(parser)
     parser.set_defaults(func=run)
 
 

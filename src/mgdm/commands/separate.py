@@ -80,12 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=4,
         help="windows per sampler call (default: %(default)s)",
     )
-    parser.add_argument(
-        "--device",
-        type=arguments.device,
-        default="cpu",
-        help="cpu, cuda, cuda:N or mps (default: %(default)s)",
-    )
+    arguments.add_device_option(parser)
     parser.set_defaults(func=run_separate)
 
 

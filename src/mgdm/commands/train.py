@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mgdm.audio.constants import STEMS
 from mgdm.commands.arguments import (
-    device,
+    add_device_option,
     finite_float,
     non_negative_int,
     positive_float,
@@ -106,9 +106,7 @@ def add_run_options(
             default=None,
             help="train on the first N training images (default: all 60,000)",
         )
-    parser.add_argument(
-        "--device", type=device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)"
-    )
+    add_device_option(parser)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
