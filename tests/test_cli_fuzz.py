@@ -78,10 +78,15 @@ class Option:
 
 @dataclass(frozen=True)
 class Command:
-    """A valid, cheap invocation (``{a}`` is the shared assets folder) and the fuzzed options."""
+    """A valid, cheap invocation (``{a}`` is the shared assets folder; no argument holds a
+    space) and the fuzzed options."""
 
-    base: list[str]
+    base: str
     options: list[Option] = field(default_factory=list)
+
+    def argv(self, assets: Path) -> list[str]:
+        """The base invocation's arguments, ``{a}`` replaced by ``assets``."""
+        return [part.format(a=assets) for part in self.base.split()]
 
 
 def _names(kind: str) -> st.SearchStrategy[str]:
@@ -175,20 +180,10 @@ def commands() -> dict[str, Command]:
     count, positive = "count", "positive"
     return {
         "restore": Command(
-            [
-                "restore",
-                "{a}/clean.png",
-                "--task",
-                "sr4",
-                "--prior",
-                "{a}/prior",
-                "--samples",
-                "1",
-                "--nfe",
-                "30",
-                "--out",
-                "grid.png",
-            ],
+            (
+                "restore {a}/clean.png --task sr4 --prior {a}/prior --samples 1 --nfe 30 "
+                "--out grid.png"
+            ),
             [
                 Option("#1", "input", ".png"),
                 Option("--task", "task"),
@@ -207,16 +202,7 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "separate": Command(
-            [
-                "separate",
-                "{a}/mix.wav",
-                "--out-dir",
-                "stems",
-                "--prior",
-                "{a}/audio-prior",
-                "--sampler",
-                "msdm",
-            ],
+            "separate {a}/mix.wav --out-dir stems --prior {a}/audio-prior --sampler msdm",
             [
                 Option("#1", "input", ".wav"),
                 Option("--out-dir", "out-dir"),
@@ -230,7 +216,7 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "audio-data": Command(
-            ["audio-data", "--out", "data", "--count", "1", "--no-wav", "--split", "test"],
+            "audio-data --out data --count 1 --no-wav --split test",
             [
                 Option("--out", "out-dir"),
                 Option("--count", count),
@@ -239,25 +225,10 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "bench gmm": Command(
-            [
-                "bench",
-                "gmm",
-                "--dim",
-                "2",
-                "--obs-dim",
-                "1",
-                "--seeds",
-                "0",
-                "--samples",
-                "8",
-                "--directions",
-                "8",
-                "--samplers",
-                "dps",
-                "--budget",
-                "10",
-                "--quiet",
-            ],
+            (
+                "bench gmm --dim 2 --obs-dim 1 --seeds 0 --samples 8 --directions 8 --samplers "
+                "dps --budget 10 --quiet"
+            ),
             [
                 Option("--dim", count),
                 Option("--obs-dim", count),
@@ -274,26 +245,13 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "bench gmm-table": Command(
-            ["bench", "gmm-table", "{a}/rows.json"], [Option("#2", "input", ".json")]
+            "bench gmm-table {a}/rows.json", [Option("#2", "input", ".json")]
         ),
         "bench images": Command(
-            [
-                "bench",
-                "images",
-                "--db",
-                "bench.sqlite",
-                "--prior",
-                "{a}/prior",
-                "--tasks",
-                "sr4",
-                "--samplers",
-                "dps",
-                "--images",
-                "1",
-                "--budget",
-                "8",
-                "--quiet",
-            ],
+            (
+                "bench images --db bench.sqlite --prior {a}/prior --tasks sr4 --samplers dps "
+                "--images 1 --budget 8 --quiet"
+            ),
             [
                 Option("--db", "new-db", ".sqlite"),
                 Option("--tasks", "name"),
@@ -309,21 +267,10 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "bench audio": Command(
-            [
-                "bench",
-                "audio",
-                "--prior",
-                "{a}/audio-prior",
-                "--data",
-                "{a}/stems.safetensors",
-                "--db",
-                "audio.sqlite",
-                "--mixtures",
-                "1",
-                "--samplers",
-                "msdm",
-                "--quiet",
-            ],
+            (
+                "bench audio --prior {a}/audio-prior --data {a}/stems.safetensors --db "
+                "audio.sqlite --mixtures 1 --samplers msdm --quiet"
+            ),
             [
                 Option("--prior", "folder-in"),
                 Option("--data", "input", ".safetensors"),
@@ -337,11 +284,11 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "bench audio-table": Command(
-            ["bench", "audio-table", "--db", "{a}/audio.sqlite"],
+            "bench audio-table --db {a}/audio.sqlite",
             [Option("--db", "input", ".sqlite"), Option("--out", "out-dir")],
         ),
         "report": Command(
-            ["report", "--db", "{a}/images.sqlite"],
+            "report --db {a}/images.sqlite",
             [
                 Option("--db", "input", ".sqlite"),
                 Option("--out", "out-dir"),
@@ -350,20 +297,7 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "train prior": Command(
-            [
-                "train",
-                "prior",
-                "--out",
-                "run",
-                "--steps",
-                "1",
-                "--batch-size",
-                "2",
-                "--channels",
-                "4",
-                "--limit",
-                "4",
-            ],
+            "train prior --out run --steps 1 --batch-size 2 --channels 4 --limit 4",
             [
                 Option("--out", "out-dir"),
                 Option("--steps", count),
@@ -377,22 +311,10 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "train autoencoder": Command(
-            [
-                "train",
-                "autoencoder",
-                "--out",
-                "run",
-                "--steps",
-                "1",
-                "--batch-size",
-                "2",
-                "--channels",
-                "4,8",
-                "--limit",
-                "4",
-                "--eval-limit",
-                "4",
-            ],
+            (
+                "train autoencoder --out run --steps 1 --batch-size 2 --channels 4,8 --limit 4 "
+                "--eval-limit 4"
+            ),
             [
                 Option("--out", "out-dir"),
                 Option("--steps", count),
@@ -405,22 +327,10 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "train latent-prior": Command(
-            [
-                "train",
-                "latent-prior",
-                "--autoencoder",
-                "{a}/autoencoder",
-                "--out",
-                "run",
-                "--steps",
-                "1",
-                "--batch-size",
-                "2",
-                "--channels",
-                "4",
-                "--limit",
-                "4",
-            ],
+            (
+                "train latent-prior --autoencoder {a}/autoencoder --out run --steps 1 "
+                "--batch-size 2 --channels 4 --limit 4"
+            ),
             [
                 Option("--autoencoder", "folder-in"),
                 Option("--out", "out-dir"),
@@ -430,22 +340,10 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "train audio-prior": Command(
-            [
-                "train",
-                "audio-prior",
-                "--data",
-                "{a}/stems.safetensors",
-                "--out",
-                "run",
-                "--steps",
-                "1",
-                "--batch-size",
-                "1",
-                "--channels",
-                "4,8",
-                "--factors",
-                "4",
-            ],
+            (
+                "train audio-prior --data {a}/stems.safetensors --out run --steps 1 --batch-size "
+                "1 --channels 4,8 --factors 4"
+            ),
             [
                 Option("--data", "input", ".safetensors"),
                 Option("--out", "out-dir"),
@@ -457,22 +355,10 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "evaluate prior": Command(
-            [
-                "evaluate",
-                "prior",
-                "--prior",
-                "{a}/prior-run",
-                "--run",
-                "{a}/prior-run",
-                "--command",
-                "x",
-                "--training-hardware",
-                "x",
-                "--samples",
-                "4",
-                "--steps",
-                "2",
-            ],
+            (
+                "evaluate prior --prior {a}/prior-run --run {a}/prior-run --command x "
+                "--training-hardware x --samples 4 --steps 2"
+            ),
             [
                 Option("--prior", "folder-in"),
                 Option("--run", "folder-in"),
@@ -481,7 +367,7 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "tasks figures": Command(
-            ["tasks", "figures", "--out", "figures", "--tasks", "sr4"],
+            "tasks figures --out figures --tasks sr4",
             [
                 Option("--out", "out-dir"),
                 Option("--image-shape", "shape"),
@@ -491,7 +377,7 @@ def commands() -> dict[str, Command]:
             ],
         ),
         "demo": Command(
-            ["demo", "--out", "demo", "--images", "1", "--samples", "1"],
+            "demo --out demo --images 1 --samples 1",
             [
                 Option("--out", "out-dir"),
                 Option("--images", count),
@@ -552,7 +438,7 @@ def make_assets(folder: Path) -> Path:
         "train prior": ("--out", "prior-run"),
     }
     for name, (option, output) in made.items():
-        argv = [part.format(a=folder) for part in COMMANDS[name].base]
+        argv = COMMANDS[name].argv(folder)
         argv = _apply(argv, Option(option, "out-file"), str(folder / output))
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             assert main(argv) == 0, argv
@@ -570,7 +456,7 @@ def test_base_invocations_succeed(tmp_path, monkeypatch):
         work = tmp_path.joinpath("work", *name.split())
         work.mkdir(parents=True)
         monkeypatch.chdir(work)
-        argv = [part.format(a=folder) for part in command.base]
+        argv = command.argv(folder)
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             status = main(argv)
@@ -601,7 +487,7 @@ def test_bad_arguments_are_refused_with_one_line(data, assets):
     start = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="mgdm-fuzz-") as work:
         folder = Path(work)
-        argv = [part.format(a=assets) for part in command.base]
+        argv = command.argv(assets)
         for index, (option, (_, value)) in enumerate(zip(chosen, drawn)):
             argv = _apply(argv, option, _materialise(value, option, folder, index))
         before = _files(folder)
