@@ -49,13 +49,9 @@ def check_output_file(path: Path | str, what: str, suffixes: Sequence[str] = ())
         raise ValueError(f"{what} must name a {' or '.join(suffixes)} file; got {path}.")
     if path.is_dir():
         raise ValueError(f"{what} {path} is a folder; name a file.")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ValueError(f"{what} {path} exists and is not writable.")
-        path = path.parent / path.name
-        _check_creatable_below(path, what)  # replacing it creates a temporary beside it
-        return path
-    _check_creatable_below(path, what)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{what} {path} exists and is not writable.")
+    _check_creatable_below(path, what)  # a write creates a temporary beside the file
     return path
 
 
