@@ -11,6 +11,7 @@ point; not bool, complex, strings or objects) that are finite in float32.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +57,44 @@ def _to_tensor(image) -> Tensor:  # image: PIL.Image.Image in mode "L" or "RGB"
     return torch.from_numpy(pixels / 127.5 - 1.0)
 
 
-def read_image(path: Path | str, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]]:
-    """The image at ``path`` as ``[C, H, W]`` in ``[-1, 1]`` for ``shape = (C, H, W)``, with the
-    notes on what was converted: colour to grey (luma, Pillow's ``L``) or grey to RGB, a centre
-    crop to the target aspect ratio, a resize (Lanczos)."""
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+"""The file suffixes (lower case) a folder of images is listed by (:func:`list_images`)."""
+
+GLOB_CHARACTERS = "*?["
+"""An input that holds one of these and names no existing file is a glob pattern."""
+
+
+@dataclass(frozen=True)
+class ConvertedImage:
+    """An image read for a prior and what was done to it.
+
+    Attributes:
+        image: ``[C, H, W]`` in ``[-1, 1]``.
+        notes: one line per conversion (colour to grey or grey to RGB, crop, resize).
+        colour_to_grey: whether a colour image was reduced to its luma.
+        resize_factor: ``max(s, 1 / s)`` for the resize ratio ``s`` of the larger side change
+            (1 without a resize): how far the pixel grid moved from the file's.
+    """
+
+    image: Tensor
+    notes: tuple[str, ...]
+    colour_to_grey: bool
+    resize_factor: float
+
+
+def convert_image(path: Path | str, shape: tuple[int, int, int]) -> ConvertedImage:
+    """The image at ``path`` converted to ``shape = (C, H, W)`` in ``[-1, 1]``: colour to grey
+    (luma, Pillow's ``L``) or grey to RGB, a centre crop to the target aspect ratio, a resize
+    (Lanczos), with a note for each."""
     from PIL import Image
 
     path = Path(path)
@@ -69,9 +104,11 @@ def read_image(path: Path | str, shape: tuple[int, int, int]) -> tuple[Tensor, l
     mode = "L" if channels == 1 else "RGB"
     if channels not in (1, 3):
         raise ValueError(f"images can be read for 1 or 3 channels; the prior has {channels}.")
+    colour_to_grey = False
     if image.mode != mode:
         if mode == "L" and image.mode not in ("1", "L", "I", "I;16", "F"):
             notes.append(f"converted {image.mode} colour to grey (the prior is grey)")
+            colour_to_grey = _has_colour(image)
         elif mode == "RGB" and image.mode in ("1", "L", "LA", "I", "F"):
             notes.append("repeated the grey image on three channels (the prior is RGB)")
         image = image.convert(mode)
@@ -84,10 +121,74 @@ def read_image(path: Path | str, shape: tuple[int, int, int]) -> tuple[Tensor, l
         notes.append(
             f"cropped {src_w}x{src_h} to the centre {side_w}x{side_h} (aspect {width}:{height})"
         )
+    ratio = 1.0
     if image.size != (width, height):
+        ratio = max(image.size[0] / width, image.size[1] / height)
         notes.append(f"resized {image.size[0]}x{image.size[1]} to {width}x{height}")
         image = image.resize((width, height), Image.Resampling.LANCZOS)
-    return _to_tensor(image), notes
+    return ConvertedImage(_to_tensor(image), tuple(notes), colour_to_grey, max(ratio, 1 / ratio))
+
+
+def _has_colour(image) -> bool:  # image: PIL.Image.Image
+    """Whether an image in a colour mode holds colour: some pixel's channels differ (a grey
+    picture saved as RGB loses nothing in the conversion to grey)."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    return bool((np.abs(rgb - rgb[..., :1]) > 2).any())
+
+
+def read_image(path: Path | str, shape: tuple[int, int, int]) -> tuple[Tensor, list[str]]:
+    """The image at ``path`` as ``[C, H, W]`` in ``[-1, 1]`` for ``shape = (C, H, W)``, with the
+    notes on what was converted (:func:`convert_image`)."""
+    converted = convert_image(path, shape)
+    return converted.image, list(converted.notes)
+
+
+def list_images(spec: Path | str) -> list[Path]:
+    """The image files ``spec`` names, sorted by path: a file; a folder (its files with an
+    :data:`IMAGE_SUFFIXES` suffix, not its sub-folders); or a glob pattern (``photos/*.jpg``,
+    ``**`` for sub-folders). ``ValueError`` when it names nothing (or a folder without images)."""
+    import glob
+
+    text = str(spec)
+    path = Path(text)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = sorted(
+            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not found:
+            raise ValueError(
+                f"the folder {path} holds no image file ({', '.join(IMAGE_SUFFIXES)})."
+            )
+        return found
+    if any(character in text for character in GLOB_CHARACTERS):
+        found = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        if not found:
+            raise ValueError(f"the pattern {text!r} matches no file.")
+        return found
+    raise ValueError(f"image file or folder not found: {path}.")
+
+
+def write_image(path: Path | str, image: Tensor) -> Path:
+    """Write ``image`` ``[C, H, W]`` in ``[-1, 1]`` (``C`` = 1 or 3) as an 8-bit PNG, pixel
+    ``round(127.5 (x + 1))`` clamped to ``0 … 255`` (the inverse of the reading map), atomically."""
+    from PIL import Image
+
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"an image to write is [1 or 3, H, W]; got {list(image.shape)}.")
+    pixels = ((image.detach().cpu().float() + 1) * 127.5).round().clamp(0, 255).byte()
+    array = pixels[0].numpy() if image.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
+    with atomic_path(path) as temporary:
+        Image.fromarray(array).save(temporary, format="PNG")
+    return Path(path)
+
+
+def save_array(path: Path | str, array: Tensor) -> Path:
+    """Write ``array`` as a float32 ``.npy`` file, atomically."""
+    with atomic_path(path) as temporary:
+        np.save(temporary, array.detach().cpu().numpy().astype(np.float32))
+    return Path(path)
 
 
 def read_observation(path: Path | str, task: Task) -> Tensor:
@@ -162,6 +263,4 @@ def save_observation(path: Path | str, observation: Tensor) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".npy":
         raise ValueError(f"observations are saved as .npy; got {path}.")
-    with atomic_path(path) as temporary:
-        np.save(temporary, observation.detach().cpu().numpy().astype(np.float32))
-    return path
+    return save_array(path, observation)

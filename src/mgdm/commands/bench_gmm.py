@@ -29,69 +29,9 @@ from mgdm.bench.gmm_db import (
 from mgdm.bench.seeds import parse_seeds
 from mgdm.bench.store import config_json
 from mgdm.commands.arguments import add_device_option, positive_float, positive_int
+from mgdm.commands.mgdm_options import add_mgdm_options, mgdm_config_from_args, preset_name
 from mgdm.files import check_output_file
-from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig
 from mgdm.samplers.registry import build_sampler, parse_sampler_list, sampler_class, sampler_names
-from mgdm.samplers.step_schedule import StepSchedule
-
-
-def add_mgdm_options(parser: argparse.ArgumentParser) -> None:
-    """MGDM's options (shared by every command that runs MGDM)."""
-    group = parser.add_argument_group("MGDM options (override the preset)")
-    group.add_argument(
-        "--preset",
-        default="default",
-        choices=sorted(PRESETS),
-        help="MGDM preset (default: %(default)s)",
-    )
-    group.add_argument("--gibbs-sweeps", "-R", type=int, help="R, Gibbs sweeps per outer step")
-    group.add_argument("--num-steps", "-K", type=int, help="K, points of the timestep grid")
-    group.add_argument(
-        "--denoising-steps", "-M", type=int, help="M, points of the DDIM chain (1 = Tweedie)"
-    )
-    group.add_argument("--gradient-steps", "-G", help="G(i) schedule, e.g. '3,-10:=20'")
-    group.add_argument("--lr", help="learning-rate schedule, e.g. '0.03,:11=0.01'")
-    group.add_argument("--lr-mode", choices=["absolute", "bridge-std"])
-    group.add_argument("--kl", choices=["monte-carlo", "closed-form"])
-    group.add_argument("--index-rule", choices=INDEX_RULES)
-    group.add_argument("--threshold", type=int, help="outer step from which mix uses ell = p")
-    group.add_argument("--per-sample-index", choices=["yes", "no"], help="draw ell per sample")
-    group.add_argument("--eta", type=float, help="DDIM eta of the chain and the initialisation")
-    group.add_argument(
-        "--likelihood", choices=["plain", "covariance-corrected"], help="potential of the fit"
-    )
-    group.add_argument(
-        "--mgdm-label",
-        help="name of the MGDM rows in tables and JSON (default: 'mgdm', or 'mgdm-PRESET' for a "
-        "preset other than the default)",
-    )
-
-
-def mgdm_config_from_args(args: argparse.Namespace) -> MGDMConfig:
-    """The preset named by ``--preset`` with the given options applied."""
-    overrides: dict[str, object] = {}
-    simple = {
-        "gibbs_sweeps": "gibbs_sweeps",
-        "num_steps": "num_steps",
-        "denoising_steps": "denoising_steps",
-        "lr_mode": "lr_mode",
-        "kl": "kl",
-        "index_rule": "index_rule",
-        "threshold": "threshold",
-        "eta": "eta",
-        "likelihood": "likelihood",
-    }
-    for arg, name in simple.items():
-        value = getattr(args, arg, None)
-        if value is not None:
-            overrides[name] = value
-    if getattr(args, "gradient_steps", None):
-        overrides["gradient_steps"] = StepSchedule.parse(args.gradient_steps)
-    if getattr(args, "lr", None):
-        overrides["learning_rate"] = StepSchedule.parse(args.lr)
-    if getattr(args, "per_sample_index", None):
-        overrides["per_sample_index"] = args.per_sample_index == "yes"
-    return MGDMConfig.settings("gmm", preset=args.preset, **overrides)
 
 
 def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
@@ -151,6 +91,11 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     )
     add_device_option(parser)
     add_mgdm_options(parser)
+    parser.add_argument(
+        "--mgdm-label",
+        help="name of the MGDM rows in tables and JSON (default: 'mgdm', or 'mgdm-PRESET' for a "
+        "preset other than the default)",
+    )
     parser.set_defaults(func=run)
     table = bench_sub.add_parser(
         "gmm-table",
@@ -216,16 +161,15 @@ def run(args: argparse.Namespace) -> int:
     settings = run_settings(args.samples, args.directions)
     if args.db:
         STORE.check(args.db, settings)
-    mgdm_config = mgdm_config_from_args(args)  # checked even when no MGDM runs
+    mgdm_config = mgdm_config_from_args(args, "gmm")  # checked even when no MGDM runs
     samplers = []
     configs: dict[str, str] = {}
     for name in parse_sampler_list(args.samplers, domain="vector"):
         label = name
         if name == "mgdm":
             sampler = sampler_class(name)(mgdm_config)
-            label = args.mgdm_label or (
-                "mgdm" if args.preset == "default" else f"mgdm-{args.preset}"
-            )
+            preset = preset_name(args)
+            label = args.mgdm_label or ("mgdm" if preset == "default" else f"mgdm-{preset}")
         else:
             sampler = build_sampler(name, "gmm")
         if args.budget is not None:

@@ -1,0 +1,105 @@
+"""MGDM's options on the command line: one declaration for every command that runs MGDM.
+
+:func:`add_mgdm_options` adds ``--preset`` and the overrides of the preset's fields (K, R, M,
+G(i), lr(i), the index rule, ...) to a parser; :func:`mgdm_overrides` reads back the fields the
+user set and :func:`mgdm_config_from_args` builds the configuration::
+
+    MGDMConfig.settings(domain, task, preset, **overrides)
+
+(:meth:`mgdm.samplers.settings.SamplerConfig.settings`: the preset, then the domain's and the
+task's defaults, then the overrides). ``mgdm bench gmm`` builds it for the ``gmm`` domain,
+``mgdm restore`` for the ``image`` or ``latent`` domain and its task. An option left out keeps
+the preset's value; an out-of-range value is a one-line ``ValueError`` of
+:class:`~mgdm.samplers.mgdm.MGDMConfig` naming the field (an argparse error for text that is no
+number).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mgdm.commands.arguments import finite_float
+from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig
+from mgdm.samplers.settings import Domain
+from mgdm.samplers.step_schedule import StepSchedule
+
+DEFAULT_PRESET = "default"
+"""The preset ``--preset`` names when left out (the ``default`` of every domain but audio)."""
+
+_FIELDS: dict[str, str] = {
+    "gibbs_sweeps": "gibbs_sweeps",
+    "num_steps": "num_steps",
+    "denoising_steps": "denoising_steps",
+    "min_index": "min_index",
+    "mc_samples": "mc_samples",
+    "lr_mode": "lr_mode",
+    "kl": "kl",
+    "index_rule": "index_rule",
+    "threshold": "threshold",
+    "eta": "eta",
+    "likelihood": "likelihood",
+}
+"""Options whose value is the field's value as parsed: argparse destination -> field name."""
+
+
+def add_mgdm_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--preset`` and the MGDM overrides (a group "MGDM options") to ``parser``."""
+    group = parser.add_argument_group("MGDM options (override the preset)")
+    group.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help=f"MGDM preset: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})",
+    )
+    group.add_argument("--gibbs-sweeps", "-R", type=int, help="R, Gibbs sweeps per outer step")
+    group.add_argument("--num-steps", "-K", type=int, help="K, points of the timestep grid (>= 4)")
+    group.add_argument(
+        "--denoising-steps",
+        "-M",
+        type=int,
+        help="M, points of the DDIM chain (1 = one-shot Tweedie)",
+    )
+    group.add_argument("--gradient-steps", "-G", help="G(i) schedule, e.g. '3,-10:=20'")
+    group.add_argument("--lr", help="learning-rate schedule lr(i), e.g. '0.03,:11=0.01'")
+    group.add_argument("--lr-mode", choices=["absolute", "bridge-std"])
+    group.add_argument("--kl", choices=["monte-carlo", "closed-form"])
+    group.add_argument("--mc-samples", type=int, help="S, samples per Adam step")
+    group.add_argument("--index-rule", choices=INDEX_RULES)
+    group.add_argument("--threshold", type=int, help="outer step from which mix uses ell = p")
+    group.add_argument("--min-index", type=int, help="smallest ell of the uniform index draws")
+    group.add_argument("--per-sample-index", choices=["yes", "no"], help="draw ell per sample")
+    group.add_argument(
+        "--eta", type=finite_float, help="DDIM eta of the chain and the initialisation, 0 to 1"
+    )
+    group.add_argument(
+        "--likelihood", choices=["plain", "covariance-corrected"], help="potential of the fit"
+    )
+
+
+def mgdm_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The MGDM fields the user set (``--preset`` excluded), by field name; schedules parsed
+    (:meth:`~mgdm.samplers.step_schedule.StepSchedule.parse`, a one-line ``ValueError``)."""
+    overrides: dict[str, object] = {}
+    for option, name in _FIELDS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "gradient_steps", None) is not None:
+        overrides["gradient_steps"] = StepSchedule.parse(args.gradient_steps)
+    if getattr(args, "lr", None) is not None:
+        overrides["learning_rate"] = StepSchedule.parse(args.lr)
+    if getattr(args, "per_sample_index", None) is not None:
+        overrides["per_sample_index"] = args.per_sample_index == "yes"
+    return overrides
+
+
+def preset_name(args: argparse.Namespace) -> str:
+    """The preset ``--preset`` names, :data:`DEFAULT_PRESET` when left out."""
+    return getattr(args, "preset", None) or DEFAULT_PRESET
+
+
+def mgdm_config_from_args(
+    args: argparse.Namespace, domain: Domain, task: str | None = None
+) -> MGDMConfig:
+    """The configuration of ``--preset`` for ``domain`` and ``task`` with the user's overrides
+    (module docstring)."""
+    return MGDMConfig.settings(domain, task, preset_name(args), **mgdm_overrides(args))
