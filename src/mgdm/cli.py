@@ -33,6 +33,7 @@ from mgdm.commands import (
     arguments,
     audio_data,
     bench,
+    convert_checkpoint,
     demo,
     evaluate,
     report,
@@ -41,8 +42,20 @@ from mgdm.commands import (
     tasks,
     train,
 )
+from mgdm.devices import use_precision
 
-COMMANDS = (audio_data, bench, demo, evaluate, report, restore, separate, tasks, train)
+COMMANDS = (
+    audio_data,
+    bench,
+    convert_checkpoint,
+    demo,
+    evaluate,
+    report,
+    restore,
+    separate,
+    tasks,
+    train,
+)
 """The modules of the top-level commands, each with ``add_parser(subparsers)``, in the order
 ``mgdm --help`` lists them. Imported explicitly: a broken command module is an import error,
 not a silently missing command."""
@@ -136,9 +149,11 @@ def run_command(args: argparse.Namespace) -> int:
     status (module docstring); with ``args.debug``, exceptions propagate with their traceback."""
     prefix = args.command_prog
     if getattr(args, "debug", False):
-        return int(args.func(args) or 0)
+        with use_precision(getattr(args, "precision", None)):
+            return int(args.func(args) or 0)
     try:
-        return int(args.func(args) or 0)
+        with use_precision(getattr(args, "precision", None)):  # --precision (add_device_option)
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into a reader that stopped early (e.g. `| head`)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's final flush
         return 0

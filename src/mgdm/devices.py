@@ -1,24 +1,51 @@
-"""Torch devices by name, checked before any work starts, and torch's CPU thread count for the
-duration of a call (:func:`torch_threads`).
+"""Torch devices by name, checked before any work starts; the numerical precision of the network
+calls (:func:`use_precision`, :func:`autocast_dtype`); torch's CPU thread count for the duration
+of a call (:func:`torch_threads`).
 
-Accepted devices: ``cpu``, ``cuda`` / ``cuda:N`` (where CUDA is present, ``N`` below the device
-count) and ``mps`` (where the Metal backend is present). ``meta`` and the other device types hold
-no data a sampler could return, and are refused.
+Accepted devices: ``auto`` (the default of every command that runs a network: ``cuda`` where
+torch sees a CUDA GPU, else ``cpu``; ``mps`` is never chosen automatically, name it), ``cpu``,
+``cuda`` / ``cuda:N`` (where CUDA is present, ``N`` below the device count) and ``mps`` (where the
+Metal backend is present). ``meta`` and the other device types hold no data a sampler could
+return, and are refused.
+
+Precisions (:data:`PRECISIONS`): ``fp32`` (the default everywhere), ``bf16`` and ``fp16``, which
+run the *network calls only* under ``torch.autocast`` with that dtype; the samplers' states and
+Gaussian algebra stay float32 (:class:`mgdm.samplers.base.CountingDenoiser` casts each network
+output back to the state's dtype). The default is fp32 on every device because it is the only
+precision whose results we have measured (the benchmarks, the bit-identical CPU reference of
+``tests/test_sync_free.py``), and because MGDM and DPS differentiate through the network, where
+half-precision gradients are least understood. ``bf16`` needs a CUDA GPU that supports it (or the
+CPU), ``fp16`` CUDA or the CPU; on ``mps`` only ``fp32`` is accepted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
-ACCEPTED_DEVICES = "cpu, cuda, cuda:N or mps"
+ACCEPTED_DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+"""Precision names -> the autocast dtype of the network calls (``None``: no autocast, float32)."""
+
+DEFAULT_PRECISION = "fp32"
+
+_PRECISION: ContextVar[str] = ContextVar("mgdm_precision", default=DEFAULT_PRECISION)
 
 
 def resolve_device(spec: str | torch.device) -> torch.device:
     """The device named by ``spec``; ``ValueError`` (one line: what was wrong, what is accepted)
-    for an unknown name or a device that this machine or this torch build does not have."""
+    for an unknown name or a device that this machine or this torch build does not have.
+    ``"auto"``: ``cuda`` where ``torch.cuda.is_available()``, else ``cpu``."""
+    if isinstance(spec, str) and spec.strip().lower() == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(spec)
     except (RuntimeError, TypeError, ValueError):
@@ -46,6 +73,53 @@ def resolve_device(spec: str | torch.device) -> torch.device:
         return device
     raise ValueError(
         f"device type {device.type!r} cannot run a sampler; accepted: {ACCEPTED_DEVICES}."
+    )
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`; else a one-line ``ValueError``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}.")
+    return precision
+
+
+def current_precision() -> str:
+    """The precision set by the innermost :func:`use_precision` block (``fp32`` outside any)."""
+    return _PRECISION.get()
+
+
+@contextmanager
+def use_precision(precision: str | None) -> Iterator[None]:
+    """Run the ``with`` block with ``precision`` as the precision of the samplers' network calls
+    (where ``Sampler.sample`` is not given one); ``None`` leaves the current setting. The
+    ``mgdm`` command runs every command in ``use_precision(args.precision)``."""
+    if precision is None:
+        yield
+        return
+    token = _PRECISION.set(check_precision(precision))
+    try:
+        yield
+    finally:
+        _PRECISION.reset(token)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (``None`` for fp32); a one-line
+    ``ValueError`` for an unknown name or a precision that ``device`` cannot run."""
+    dtype = PRECISIONS[check_precision(precision)]
+    if dtype is None:
+        return None
+    if device.type == "cuda":
+        if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                f"precision bf16 needs a GPU with bfloat16 support; {device} has none "
+                "(use fp16 or fp32)."
+            )
+        return dtype
+    if device.type == "cpu":
+        return dtype
+    raise ValueError(
+        f"precision {precision} is not supported on {device.type}; accepted there: fp32."
     )
 
 

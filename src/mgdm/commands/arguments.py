@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from mgdm.devices import ACCEPTED_DEVICES, resolve_device
+from mgdm.devices import ACCEPTED_DEVICES, DEFAULT_PRECISION, PRECISIONS, resolve_device
 
 
 def _number(text: str, kind: type) -> float | int:
@@ -82,10 +82,21 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
-    """``--device`` (default ``cpu``), checked at parse time by :func:`device`."""
+    """``--device`` (default ``auto``: CUDA where present, else the CPU), checked at parse time
+    by :func:`device`, and ``--precision`` of the network calls (default ``fp32``; the ``mgdm``
+    command runs the command under :func:`mgdm.devices.use_precision`, and each sampler checks
+    it against its device before any work)."""
     parser.add_argument(
         "--device",
         type=device,
-        default="cpu",
-        help=f"{ACCEPTED_DEVICES} (default: %(default)s)",
+        default="auto",
+        help=f"{ACCEPTED_DEVICES} (default: auto = cuda where present, else cpu)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        default=DEFAULT_PRECISION,
+        help="precision of the network calls: bf16 and fp16 run them under autocast, the "
+        "sampler's state and Gaussian algebra stay float32 (default: %(default)s; "
+        "docs/cost.md)",
     )

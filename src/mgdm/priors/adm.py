@@ -24,7 +24,10 @@ pixels, from one 1x1 ``qkv`` projection, with ``num_head_channels`` channels per
 ``num_heads`` heads); the legacy order splits heads before q/k/v, the "new" order q/k/v first.
 GroupNorms run in float32; with ``use_fp16`` the convolutions of the encoder, middle and decoder
 hold float16 weights (the released checkpoints store float32 weights; ``use_fp16`` is only how
-they were sampled, and on a CPU it is best turned off with ``dataclasses.replace``).
+they were sampled). No preset sets it: the network runs float32 unless the user asks for another
+precision (``--precision bf16|fp16``, ``Sampler.sample(precision=...)``: autocast around the
+network calls, :mod:`mgdm.devices`). Float16 convolutions on a CPU are very slow (one 256 x 256
+forward of the ImageNet options had not finished after 35 CPU-minutes).
 
 Checkpoints used by the MGDM paper (flags as guided-diffusion's ``image_sample.py`` takes them;
 unlisted flags keep that script's defaults: ``num_heads 4, num_heads_upsample -1, dropout 0.0,
@@ -35,7 +38,9 @@ use_new_attention_order False, channel_mult '' -> (1, 1, 2, 2, 4, 4) at 256``):
   --learn_sigma True --noise_schedule linear --num_channels 256 --num_head_channels 64
   --num_res_blocks 2 --resblock_updown True --use_fp16 True --use_scale_shift_norm True``
   (guided-diffusion README; the DPS configuration ``imagenet_model_config.yaml`` agrees except
-  ``use_fp16 False``).
+  ``use_fp16 False``). Our preset keeps every flag but ``use_fp16``, which it sets to False:
+  precision is the sampler's setting, not the checkpoint's (the float32 network matches
+  guided-diffusion's own float32 network to 1e-6, as measured for issue 18).
 * FFHQ 256 as used by DPS (``ffhq_10m.pt``, :data:`FFHQ_256`): ``image_size 256, num_channels 128,
   num_res_blocks 1, channel_mult '', learn_sigma True, class_cond False, attention_resolutions 16,
   num_heads 4, num_head_channels 64, num_heads_upsample -1, use_scale_shift_norm True,
@@ -136,10 +141,11 @@ IMAGENET_256_UNCOND = ADMConfig(
     learn_sigma=True,
     num_head_channels=64,
     resblock_updown=True,
-    use_fp16=True,
+    use_fp16=False,
     use_scale_shift_norm=True,
 )
-"""guided-diffusion's ``256x256_diffusion_uncond.pt`` (ImageNet 256, unconditional)."""
+"""guided-diffusion's ``256x256_diffusion_uncond.pt`` (ImageNet 256, unconditional), run float32
+(guided-diffusion samples it with ``--use_fp16 True``; ask for ``--precision fp16`` for that)."""
 
 FFHQ_256 = ADMConfig(
     image_size=256,

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor
 
+from mgdm.devices import autocast_dtype, current_precision
 from mgdm.priors.base import Denoiser
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
@@ -66,10 +67,16 @@ class CountingDenoiser(Denoiser):
     A call made while autograd records (grad mode on and the input requiring grad) counts as
     forward+backward; any other call as forward-only. Counts are rows evaluated, so dividing by
     the number of samples gives calls per sample even when a sampler splits its batch.
+
+    With ``autocast`` (``torch.bfloat16`` or ``torch.float16``, :func:`mgdm.devices.autocast_dtype`)
+    each network call (:meth:`denoise`, :meth:`epsilon`) runs under ``torch.autocast`` on the
+    input's device and its output is cast back to the input's dtype, so that the sampler's state
+    and Gaussian algebra stay float32; ``None`` (fp32) calls the prior as is.
     """
 
-    def __init__(self, prior: Denoiser):
+    def __init__(self, prior: Denoiser, autocast: torch.dtype | None = None):
         self.prior = prior
+        self.autocast = autocast
         self.schedule = prior.schedule
         self.sample_shape = prior.sample_shape
         self.data_range = prior.data_range
@@ -82,13 +89,19 @@ class CountingDenoiser(Denoiser):
         else:
             self.rows_forward += x.shape[0]
 
-    def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
+    def _call(self, method: Callable[[Tensor, Tensor], Tensor], x_t: Tensor, t: Tensor) -> Tensor:
         self._count(x_t)
-        return self.prior.denoise(x_t, t)
+        if self.autocast is None:
+            return method(x_t, t)
+        with torch.autocast(x_t.device.type, dtype=self.autocast):
+            output = method(x_t, t)
+        return output.to(x_t.dtype)
+
+    def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self._call(self.prior.denoise, x_t, t)
 
     def epsilon(self, x_t: Tensor, t: Tensor) -> Tensor:
-        self._count(x_t)
-        return self.prior.epsilon(x_t, t)
+        return self._call(self.prior.epsilon, x_t, t)
 
     def initial_state(
         self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32
@@ -158,8 +171,15 @@ class Sampler(ABC, Generic[ConfigT]):
         *,
         progress: bool = False,
         device: torch.device | str | None = None,
+        precision: str | None = None,
     ) -> SampleResult:
-        """Draw ``len(seeds)`` posterior samples, one per seed, in one batch."""
+        """Draw ``len(seeds)`` posterior samples, one per seed, in one batch.
+
+        ``device``: where the noise is drawn (default: the observation's device). ``precision``:
+        ``fp32``, ``bf16`` or ``fp16`` for the network calls (:mod:`mgdm.devices`; default: the
+        current :func:`mgdm.devices.use_precision` setting, ``fp32`` outside one); checked
+        against the device before any work (one-line ``ValueError``).
+        """
         seed_list = [int(s) for s in torch.as_tensor(seeds).reshape(-1).tolist()]
         if not seed_list:
             raise ValueError("seeds must hold at least one seed (one sample per seed).")
@@ -170,7 +190,8 @@ class Sampler(ABC, Generic[ConfigT]):
             )
         self.check_compatible(prior, problem)
         device = torch.device(device) if device is not None else problem.observation.device
-        counted = CountingDenoiser(prior)
+        dtype = autocast_dtype(current_precision() if precision is None else precision, device)
+        counted = CountingDenoiser(prior, dtype)
         noise = SampleNoise(seed_list, device=device)
         start = time.perf_counter()
         samples = self.run(counted, problem, noise, progress)
