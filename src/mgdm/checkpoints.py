@@ -122,3 +122,156 @@ def file_sha256(path: Path | str) -> str:
 def one_line(error: BaseException | str) -> str:
     """An exception's message (or a text) with its line breaks and runs of spaces folded."""
     return " ".join(str(error).split())
+
+
+# --------------------------------------------------------------------------- training checkpoints
+LIGHTNING_GLOBAL_MODULES = (
+    "pytorch_lightning",
+    "lightning",
+    "lightning_fabric",
+    "omegaconf",
+    "audio_diffusion_pytorch",
+)
+"""Packages whose classes a PyTorch Lightning checkpoint pickles besides its weights: callback
+classes as keys of ``callbacks`` (Lightning < 1.5: ``ModelCheckpoint``, ``EarlyStopping``),
+``AttributeDict`` and omegaconf containers in ``hyper_parameters``, and objects the model took
+as arguments (MSDM's ``audio_diffusion_pytorch.LogNormalDistribution``)."""
+
+LIGHTNING_GLOBAL_NAMES = (
+    "typing.Any",
+    "pathlib.PosixPath",
+    "pathlib.WindowsPath",
+    "numpy.dtype",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray.scalar",
+)
+"""Other globals seen in such metadata (omegaconf's type annotations, checkpoint paths, metric
+values stored as numpy scalars)."""
+
+_DICT_GLOBALS = (
+    "pytorch_lightning.utilities.parsing.AttributeDict",
+    "lightning.fabric.utilities.data.AttributeDict",
+    "lightning_fabric.utilities.data.AttributeDict",
+)
+"""``dict`` subclasses, rebuilt as plain dictionaries."""
+
+CONVERT_HINT = "mgdm convert-checkpoint --trust-pickle IN OUT.safetensors"
+
+
+class InertGlobal:
+    """What an allow-listed global of a training checkpoint becomes when it is read: an object
+    that stores the arguments and state it is given and does nothing else. Nothing of the
+    checkpoint's own classes is imported or run."""
+
+    def __init__(self, *args: object, **kwargs: object):
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+def allowed_training_global(name: str) -> bool:
+    """Whether the pickled global ``name`` (``module.qualname``) is on the allow-list of
+    :func:`read_training_state_dict` (:data:`LIGHTNING_GLOBAL_MODULES`,
+    :data:`LIGHTNING_GLOBAL_NAMES`)."""
+    module = name.split(".", 1)[0]
+    return module in LIGHTNING_GLOBAL_MODULES or name in LIGHTNING_GLOBAL_NAMES
+
+
+def _checkpoint_state(obj: object, path: Path) -> dict[str, Tensor]:
+    """The weights of a loaded checkpoint object: its ``state_dict`` entry (a Lightning
+    checkpoint) or the object itself (a plain state dict)."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
+    ):
+        raise ValueError(
+            f"{path} holds neither a state dict (names to tensors) nor a training checkpoint "
+            "with a 'state_dict' entry."
+        )
+    return dict(obj)
+
+
+def read_training_state_dict(path: Path | str) -> dict[str, Tensor]:
+    """The weights of a ``.safetensors`` file, a torch state dict, or a training checkpoint (a
+    dict whose ``state_dict`` entry holds the weights, as PyTorch Lightning writes it).
+
+    Read with ``torch.load(weights_only=True)``; the globals that a Lightning checkpoint pickles
+    besides tensors are allowed only if :func:`allowed_training_global` accepts their names,
+    and then each is replaced by :class:`InertGlobal` (``dict`` for ``AttributeDict``): no code
+    from the file runs. Any other global is a ``ValueError`` naming it, with the conversion
+    command (:data:`CONVERT_HINT`) to run where the file is trusted.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors" or not path.is_file():
+        return read_state_dict(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        obj = _load_with_allowed_globals(path)
+    except Exception as error:  # truncated or corrupt archives raise many types
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({one_line(error)}); expected {SAFE_FORMATS}, "
+            "or a training checkpoint with a 'state_dict' entry."
+        ) from error
+    return _checkpoint_state(obj, path)
+
+
+def _load_with_allowed_globals(path: Path) -> object:
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as error:  # legacy (non-zip) files and damaged archives alike
+        raise ValueError(
+            f"{path} holds pickled Python objects that cannot be listed safely "
+            f"({one_line(error)}); where you trust the file, run `{CONVERT_HINT}`."
+        ) from error
+    refused = [name for name in names if not allowed_training_global(name)]
+    if refused:
+        raise ValueError(
+            f"{path} pickles objects outside the allow-list of training checkpoints "
+            f"({', '.join(refused[:5])}{' …' if len(refused) > 5 else ''}); mgdm never runs code "
+            f"from a file: where you trust it, run `{CONVERT_HINT}` and pass the .safetensors file."
+        )
+    stand_ins = [(dict if name in _DICT_GLOBALS else InertGlobal, name) for name in names]
+    try:
+        with torch.serialization.safe_globals(stand_ins):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path} cannot be read without running its pickled objects ({one_line(error)}); "
+            f"where you trust the file, run `{CONVERT_HINT}`."
+        ) from error
+
+
+def convert_checkpoint(source: Path | str, target: Path | str, trust_pickle: bool = False) -> int:
+    """Write the weights of ``source`` (any file :func:`read_training_state_dict` reads, or with
+    ``trust_pickle`` any torch checkpoint, unpickled with ``weights_only=False``: this runs code
+    from the file) to the ``.safetensors`` file ``target``, atomically; returns the tensor count.
+
+    Tensors sharing storage (as MSDM's ``unet`` and ``diffusion.net``) are written as copies.
+    """
+    from safetensors.torch import save_file
+
+    from mgdm.files import write_atomically
+
+    source, target = Path(source), Path(target)
+    if target.suffix != ".safetensors":
+        raise ValueError(f"the converted file must end in .safetensors; got {target}.")
+    if not trust_pickle:
+        state = read_training_state_dict(source)
+    else:
+        if not source.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {source}")
+        try:
+            obj = torch.load(source, map_location="cpu", weights_only=False)
+        except ModuleNotFoundError as error:
+            raise ValueError(
+                f"{source} pickles objects of the package {error.name!r}, which is not installed "
+                f"here; install it to convert the file."
+            ) from error
+        state = _checkpoint_state(obj, source)
+    tensors = {name: value.detach().clone().contiguous() for name, value in state.items()}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(target, lambda tmp: save_file(tensors, str(tmp)))
+    return len(tensors)

@@ -13,7 +13,11 @@
   prior (:func:`mgdm.priors.latent.load_latent_prior`);
 * ``"adm-ffhq256:PATH"`` or ``"adm-imagenet256:PATH"``: a guided-diffusion checkpoint of the
   paper's FFHQ 256 or ImageNet 256 unconditional model (``.pt`` via ``weights_only=True`` or
-  ``.safetensors``).
+  ``.safetensors``);
+* ``"ldm-ffhq256:PATH"``: the paper's CompVis latent-diffusion FFHQ 256 model (``ffhq-ldm-vq-4``,
+  VQ-f4 first stage; ``model.ckpt`` read with an allow-list, or ``.safetensors``), and
+  ``"ldm:PATH"``: any unconditional VQ latent-diffusion checkpoint whose ``config.yaml`` lies
+  beside it (:mod:`mgdm.priors.ldm`); both latent priors.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from mgdm.priors.adm import FFHQ_256, IMAGENET_256_UNCOND, ADMConfig, load_adm_prior
 from mgdm.priors.base import Denoiser
 from mgdm.priors.diffusers_loader import load_diffusers_prior
+from mgdm.priors.ldm import LDM_PRESETS, load_ldm_prior
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 SHIPPED_PIXEL_PRIOR_DIR = ASSETS_DIR / "fashion-mnist-ddpm"
@@ -51,8 +56,12 @@ ADM_PRESETS: dict[str, ADMConfig] = {
 
 
 def prior_domain(spec: str | Path) -> str:
-    """``"latent"`` for the shipped latent prior or a folder in Stable Diffusion's layout (with
-    ``vae/``), else ``"image"``; decided from the name and files, without loading anything."""
+    """``"latent"`` for the shipped latent prior, an ``ldm…:PATH`` checkpoint or a folder in
+    Stable Diffusion's layout (with ``vae/``), else ``"image"``; decided from the name and files,
+    without loading anything."""
+    preset, separator, _ = str(spec).partition(":")
+    if separator and preset in LDM_PRESETS:
+        return "latent"
     path = SHIPPED_LATENT_PRIOR_DIR if str(spec) == "fashion-mnist-latent" else Path(str(spec))
     return "latent" if (path / "vae" / "config.json").is_file() else "image"
 
@@ -91,6 +100,12 @@ def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser
                 f"the prior {text!r} needs a checkpoint path after the colon ({preset}:PATH)."
             )
         return load_adm_prior(checkpoint, ADM_PRESETS[preset], device=device)
+    if separator and preset in LDM_PRESETS:
+        if not checkpoint:
+            raise ValueError(
+                f"the prior {text!r} needs a checkpoint path after the colon ({preset}:PATH)."
+            )
+        return load_ldm_prior(checkpoint, LDM_PRESETS[preset], device=device)
     path = Path(text)
     if prior_domain(path) == "latent":
         from mgdm.priors.latent.loader import load_latent_prior  # lazy: avoids an import cycle
@@ -101,9 +116,10 @@ def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser
     if path.is_file():
         raise ValueError(
             f"{path} is a file: name its architecture, e.g. --prior adm-ffhq256:{path} or "
-            f"adm-imagenet256:{path} (guided-diffusion checkpoints); diffusers models are folders."
+            f"adm-imagenet256:{path} (guided-diffusion checkpoints), ldm-ffhq256:{path} or "
+            f"ldm:{path} (CompVis latent diffusion); diffusers models are folders."
         )
-    known = ", ".join([*SHIPPED_PRIORS, *(f"{p}:PATH" for p in ADM_PRESETS)])
+    known = ", ".join([*SHIPPED_PRIORS, *(f"{p}:PATH" for p in (*ADM_PRESETS, *LDM_PRESETS))])
     raise ValueError(
         f"unknown prior {text!r}: not a known name nor an existing path; known: {known}, or a diffusers folder."
     )
