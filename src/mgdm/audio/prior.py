@@ -240,8 +240,13 @@ def save_audio_prior(
 def load_audio_prior(
     path: Path | str, device: torch.device | str = "cpu"
 ) -> AudioPrior | IndependentStemsPrior:
-    """The prior saved in the folder ``path`` (module docstring); ``ValueError`` says what is
-    missing or malformed."""
+    """The prior saved in the folder ``path`` (module docstring), or for ``"msdm:PATH"`` the MSDM
+    checkpoint at ``PATH`` (:mod:`mgdm.audio.msdm_prior`); ``ValueError`` says what is missing
+    or malformed."""
+    if str(path).startswith("msdm:"):  # the MSDM checkpoint: mgdm.audio.msdm_prior
+        from mgdm.audio.msdm_prior import load_msdm_prior
+
+        return load_msdm_prior(str(path)[len("msdm:") :], device)
     path = Path(path)
     if (path / PRIOR_FILE).is_file():
         return _load_single(path, device)

@@ -375,7 +375,7 @@ def resolve_prior(prior: Path | str | None, device: torch.device | str = "cpu") 
     """``load_audio_prior(prior)`` for an existing folder, else the shipped prior named ``prior``
     (:data:`SHIPPED_AUDIO_PRIORS`; ``None``: the four-stem one)."""
     name = DEFAULT_AUDIO_PRIOR if prior is None else str(prior)
-    if Path(name).exists():
+    if Path(name).exists() or name.startswith("msdm:"):  # msdm:PATH: the MSDM checkpoint
         return load_audio_prior(name, device)
     if name in SHIPPED_AUDIO_PRIORS:
         return load_audio_prior(SHIPPED_AUDIO_PRIORS[name], device)
