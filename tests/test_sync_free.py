@@ -6,9 +6,11 @@
    equality holds on the machine, torch build and CPU kernel set of the recording (float32
    rounding differs between AVX2 and AVX-512 kernels), so elsewhere the comparison is skipped
    with the reason; one thread, as recorded.
-2. Where CUDA exists, each sampler runs a short problem under
-   ``torch.cuda.set_sync_debug_mode("error")``: any per-step ``.item()``, ``bool(tensor)``,
-   ``.tolist()``, ``nonzero`` or host copy of a device tensor raises.
+2. Where CUDA exists (tests marked ``device``): the step primitives (schedule, conversions,
+   bridge, DDIM step) run under ``torch.cuda.set_sync_debug_mode("error")``, where any
+   ``.item()``, ``bool(tensor)``, ``.tolist()``, ``nonzero`` or blocking copy raises; and each
+   sampler, counted under ``"warn"``, makes no more synchronisations in a run twice as long
+   (the setup's, once per run, are allowed; the steps make none).
 
 Record again (only when a change is *meant* to alter results)::
 
@@ -176,6 +178,110 @@ def test_samplers_bit_identical_to_the_recorded_outputs(reference) -> None:
     for key, samples in outputs.items():
         assert samples.dtype == reference[key].dtype, key
         np.testing.assert_array_equal(samples, reference[key], err_msg=key)
+
+
+CUDA = torch.cuda.is_available()
+SYNC_MESSAGE = "synchronizing CUDA operation"
+
+
+@pytest.mark.device
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (scripts/gpu_check.sh runs it)")
+def test_step_primitives_never_synchronise_on_cuda() -> None:
+    """The schedule, the conversions, the bridge and the DDIM step, as one sampling step calls
+    them, under ``torch.cuda.set_sync_debug_mode("error")`` (any synchronisation raises)."""
+    from mgdm.diffusion.bridge import bridge_coefficients, ddim_step
+    from mgdm.diffusion.conversions import eps_to_x0, per_sample, x0_to_eps
+    from mgdm.diffusion.schedules import ddpm_linear
+    from mgdm.priors.base import as_time_vector
+
+    cuda = torch.device("cuda")
+    schedule = ddpm_linear()
+    x = torch.randn(4, 3, device=cuda)
+    noise = torch.randn(4, 3, device=cuda)
+    late = as_time_vector(500, 4, cuda)
+    schedule.alpha_bar(late)  # the table's one copy to the device, before the steps
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            times = as_time_vector(500, 4, cuda)
+            abar = schedule.alpha_bar(times)
+            x0 = eps_to_x0(x, noise, abar)
+            eps = x0_to_eps(x, x0, abar)
+            scaled = per_sample(schedule.alpha_bar(250), x) * eps
+            step = ddim_step(schedule, x, x0, 500, 300, noise, 1.0)
+            deterministic = ddim_step(schedule, x, x0, 500, 300, None, 0.0)
+            early = torch.zeros(4, dtype=torch.int64, device=cuda)
+            bridge = bridge_coefficients(schedule, early, times - 100, times, 1.0)
+            drawn = bridge.sample(x0, step, noise)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    for result in (scaled, deterministic, drawn):
+        assert result.device.type == "cuda" and bool(torch.isfinite(result).all())
+
+
+def sync_count(run: Callable[[], object]) -> int:
+    """Synchronisations reported by ``torch.cuda.set_sync_debug_mode("warn")`` during ``run``."""
+    import warnings
+
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return sum(SYNC_MESSAGE in str(w.message) for w in caught)
+
+
+def cuda_image_case() -> tuple[object, object]:
+    from mgdm.operators.noise import GaussianNoise
+    from mgdm.operators.super_resolution import SuperResolution
+    from mgdm.priors import EpsilonNetworkPrior
+    from mgdm.problem import Problem
+
+    cuda = torch.device("cuda")
+    prior = EpsilonNetworkPrior(TinyEpsilon(1).to(cuda), IMAGE)
+    operator = SuperResolution(IMAGE, 2)
+    y = 0.5 * torch.sin(torch.arange(16.0)).reshape(operator.output_shape)
+    return prior, Problem(operator, y.to(cuda), GaussianNoise(0.05))
+
+
+EDM_SYNC = "priors/edm.py copies each call's time to the device (EDMDenoiser.denoise)"
+
+
+@pytest.mark.device
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (scripts/gpu_check.sh runs it)")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dps",
+        "pgdm",
+        "ddnm",
+        "diffpir",
+        "reddiff",
+        pytest.param("daps", marks=pytest.mark.xfail(reason=EDM_SYNC, strict=False)),
+        pytest.param("pnpdm", marks=pytest.mark.xfail(reason=EDM_SYNC, strict=False)),
+        pytest.param(
+            "mgdm",
+            marks=pytest.mark.xfail(reason="MGDM's loop is being made sync-free", strict=False),
+        ),
+    ],
+)
+def test_samplers_make_no_synchronisation_per_step_on_cuda(name) -> None:
+    """A run twice as long makes no more synchronisations (those of the setup, once per run:
+    seeds, observation, initial state), so the steps make none."""
+    from mgdm.samplers.registry import build_sampler
+
+    prior, problem = cuda_image_case()
+    base = build_sampler(name, "image", problem=problem)
+    counts = []
+    for budget in (10, 20):
+        sampler = base.with_budget(budget)
+        sampler.sample(prior, problem, SEEDS)  # warm-up: the schedule's copy to the device
+        counts.append(sync_count(lambda s=sampler: s.sample(prior, problem, SEEDS)))
+    assert counts[0] == counts[1], f"{name}: {counts[0]} syncs at 10 calls, {counts[1]} at 20"
 
 
 if __name__ == "__main__":

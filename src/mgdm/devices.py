@@ -76,6 +76,14 @@ def resolve_device(spec: str | torch.device) -> torch.device:
     )
 
 
+def is_host(tensor: torch.Tensor) -> bool:
+    """Whether Python can read ``tensor``'s values without a host-device synchronisation (a CPU
+    tensor). The sampling loops run their per-step checks (``bool(tensor)``, ``.item()``, early
+    exits) only on such tensors; on an accelerator they check once per run, or with
+    ``torch._assert_async``, so that no step waits for the device."""
+    return tensor.device.type == "cpu"
+
+
 def check_precision(precision: str) -> str:
     """``precision`` if it is one of :data:`PRECISIONS`; else a one-line ``ValueError``."""
     if precision not in PRECISIONS:

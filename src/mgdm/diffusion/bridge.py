@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mgdm.devices import is_host
 from mgdm.diffusion.conversions import per_sample
 from mgdm.diffusion.schedules import Schedule
 
@@ -80,11 +81,17 @@ def bridge_coefficients(
 ) -> BridgeCoefficients:
     """Coefficients of ``Q^eta[early->late](x_query | x_early, x_late)`` at integer times.
 
-    Requires ``early <= query <= late`` elementwise; times are scalars or ``[B]`` tensors.
+    Requires ``early <= query <= late`` elementwise; times are scalars or ``[B]`` tensors. The
+    order is checked on the host (``ValueError``) when every time is an int or a CPU tensor, else
+    by a device-side assertion that does not make the host wait (:meth:`Schedule.alpha_bar`).
     """
     early_t, query_t, late_t = (torch.as_tensor(v, dtype=torch.int64) for v in (early, query, late))
-    if bool((early_t > query_t).any()) or bool((query_t > late_t).any()):
-        raise ValueError("bridge times must satisfy early <= query <= late.")
+    ordered = (early_t <= query_t) & (query_t <= late_t)
+    if is_host(ordered):
+        if not bool(ordered.all()):
+            raise ValueError("bridge times must satisfy early <= query <= late.")
+    else:
+        torch._assert_async(ordered.all(), "bridge times must satisfy early <= query <= late")
     return bridge_coefficients_from_abar(
         schedule.alpha_bar(early_t), schedule.alpha_bar(query_t), schedule.alpha_bar(late_t), eta
     )

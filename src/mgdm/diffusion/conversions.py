@@ -17,8 +17,17 @@ from torch import Tensor
 
 
 def per_sample(values: Tensor, like: Tensor) -> Tensor:
-    """Reshape per-sample scalars ``[B]`` (or a 0-d scalar) to broadcast against ``like``."""
-    values = torch.as_tensor(values, device=like.device).to(like.dtype)
+    """Reshape per-sample scalars ``[B]`` (or a 0-d scalar) to broadcast against ``like``, in
+    ``like``'s dtype.
+
+    A 0-d CPU scalar stays on the CPU (torch broadcasts CPU scalars into any device's
+    arithmetic, with no copy); per-sample values from the CPU are copied to ``like``'s device
+    without making the host wait. Either way no sampling step synchronises with the device.
+    """
+    values = torch.as_tensor(values)
+    if values.dim() == 0 and values.device.type == "cpu":
+        return values.to(like.dtype)
+    values = values.to(like.device, non_blocking=True).to(like.dtype)
     if values.dim() == 0:
         return values
     return values.reshape(values.shape[0], *([1] * (like.dim() - 1)))

@@ -9,10 +9,12 @@ not restricted to the grid).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+from mgdm.devices import is_host
 
 NUM_TIMESTEPS = 1000
 """Largest time of the integer scale; times are ``0 … NUM_TIMESTEPS``."""
@@ -25,10 +27,16 @@ class Schedule:
     Attributes:
         abar: tensor of shape ``[1001]``.
         name: a short label for reports.
+
+    The table is validated once, here; :meth:`alpha_bar` keeps one copy of it per device, so a
+    sampling step on an accelerator neither copies it nor waits for the device.
     """
 
     abar: Tensor
     name: str = "custom"
+    _on_device: dict[torch.device, Tensor] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         abar = torch.as_tensor(self.abar, dtype=torch.float64).reshape(-1)
@@ -50,11 +58,30 @@ class Schedule:
         object.__setattr__(self, "abar", abar)
 
     def alpha_bar(self, t: Tensor | int) -> Tensor:
-        """``abar_t`` in float64 for integer times ``t`` (any shape; scalars allowed)."""
+        """``abar_t`` in float64 for integer times ``t`` (any shape; scalars allowed), on the
+        device of ``t`` (a Python int: the CPU).
+
+        Times outside ``0…1000`` raise ``ValueError`` when ``t`` is an int or a CPU tensor; on an
+        accelerator they are checked by a device-side assertion (``torch._assert_async``), which
+        never makes the host wait (a failure surfaces at the next synchronisation).
+        """
         index = torch.as_tensor(t, dtype=torch.int64)
-        if bool((index < 0).any()) or bool((index > NUM_TIMESTEPS).any()):
-            raise ValueError(f"times must lie in 0…{NUM_TIMESTEPS}; got {index.tolist()}.")
-        return self.abar.to(index.device)[index]
+        if is_host(index):
+            if bool((index < 0).any()) or bool((index > NUM_TIMESTEPS).any()):
+                raise ValueError(f"times must lie in 0…{NUM_TIMESTEPS}; got {index.tolist()}.")
+            return self.abar[index]
+        torch._assert_async(
+            ((index >= 0) & (index <= NUM_TIMESTEPS)).all(),
+            f"times must lie in 0…{NUM_TIMESTEPS}",
+        )
+        return self.table_on(index.device)[index]
+
+    def table_on(self, device: torch.device) -> Tensor:
+        """``abar`` ``[1001]`` float64 on ``device``, copied there once per schedule."""
+        table = self._on_device.get(device)
+        if table is None:
+            table = self._on_device[device] = self.abar.to(device)
+        return table
 
     def to_sigma(self, t: Tensor | int) -> Tensor:
         """The equivalent variance-exploding noise level ``sigma = sqrt((1 - abar) / abar)``."""

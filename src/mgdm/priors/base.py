@@ -20,7 +20,10 @@ from mgdm.random import SampleNoise
 
 
 def as_time_vector(t: Tensor | int, batch_size: int, device: torch.device) -> Tensor:
-    """Integer times as an int64 vector ``[B]`` (a scalar is broadcast to the batch)."""
+    """Integer times as an int64 vector ``[B]`` (a scalar is broadcast to the batch); a Python int
+    is written on ``device`` directly (no host-to-device copy in a sampling step)."""
+    if isinstance(t, int):
+        return torch.full((batch_size,), t, dtype=torch.int64, device=device)
     times = torch.as_tensor(t, dtype=torch.int64, device=device)
     if times.dim() == 0:
         return times.expand(batch_size)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mgdm.devices import is_host
 from mgdm.operators.base import Operator
 from mgdm.random import SampleNoise
 from mgdm.samplers._common import check_real
@@ -82,7 +83,8 @@ def langevin(
     Returns:
         the last state, ``[B, *input_shape]``.
     Raises:
-        FloatingPointError: when the chain produces non-finite values (step size too large for
+        FloatingPointError: (CPU tensors; on an accelerator the caller checks once per run with
+            :func:`check_finite_run`) when the chain produces non-finite values (step size too large for
             the curvature ``max s_i^2 / s^2 + c`` of the potential). Nothing is replaced silently.
     """
     for _ in range(num_steps):
@@ -93,7 +95,7 @@ def langevin(
             - step_size * drift
             + (2.0 * step_size) ** 0.5 * noise.randn(*z.shape[1:], dtype=z.dtype)
         )
-    if not bool(torch.isfinite(z).all()):
+    if is_host(z) and not bool(torch.isfinite(z).all()):
         raise FloatingPointError(
             f"{context}: the Langevin chain diverged (non-finite values) with step size {step_size:.3g}, "
             f"likelihood std {likelihood_std:.3g} and coupling precision {coupling_precision:.3g}. "
@@ -101,3 +103,16 @@ def langevin(
             "step size (learning rate)."
         )
     return z
+
+
+def check_finite_run(samples: Tensor, method: str) -> Tensor:
+    """``samples`` of a run of ``method`` whose Langevin chains ran on an accelerator, where
+    :func:`langevin` does not check each chain (that would make every step wait for the device):
+    one check per run, ``FloatingPointError`` for non-finite values. CPU runs were checked per
+    chain already."""
+    if not is_host(samples) and not bool(torch.isfinite(samples).all()):
+        raise FloatingPointError(
+            f"{method}: a Langevin chain diverged (non-finite samples on {samples.device}; on an "
+            "accelerator this is checked once per run); lower the step size (learning rate)."
+        )
+    return samples

@@ -51,7 +51,7 @@ from mgdm.priors.edm import EDMDenoiser, check_sigma_range, karras_sigmas
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers._common import require_gaussian_noise, require_svd
-from mgdm.samplers._langevin import check_count, check_positive, langevin
+from mgdm.samplers._langevin import check_count, check_finite_run, check_positive, langevin
 from mgdm.samplers.base import CountingDenoiser, Sampler
 from mgdm.samplers.settings import Domain, SamplerConfig, Values
 
@@ -222,7 +222,7 @@ class DAPS(Sampler[DAPSConfig]):
                 context=f"DAPS annealing step {i} (sigma_i = {sigma:.4g})",
             )
             x = x0 + sigmas[i + 1] * noise.randn(*x0.shape[1:], dtype=x0.dtype)
-        return x
+        return check_finite_run(x, "DAPS")
 
     def probability_flow(self, edm: EDMDenoiser, x: Tensor, sigma: float) -> Tensor:
         """``x̂0``: Euler steps of the probability-flow ODE from level ``sigma`` to 0 (no gradient)."""

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mgdm.devices import is_host
 from mgdm.diffusion.bridge import ddim_step
 from mgdm.diffusion.conversions import per_sample
 from mgdm.diffusion.schedules import Schedule
@@ -167,8 +168,8 @@ def conjugate_gradient_prox(
     residual_sq = dot(residual, residual)
     for _ in range(iterations):
         active = residual_sq > threshold
-        if not bool(active.any()):
-            break
+        if is_host(active) and not bool(active.any()):
+            break  # on an accelerator all iterations run: converged samples stay frozen
         product = normal_matrix(direction)
         curvature = dot(direction, product)
         step = torch.where(

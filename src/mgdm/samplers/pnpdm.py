@@ -58,7 +58,7 @@ from mgdm.priors.edm import EDMDenoiser, check_sigma_range, geometric_sigmas
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers._common import Spectral, check_real, require_gaussian_noise
-from mgdm.samplers._langevin import check_count, check_positive, langevin
+from mgdm.samplers._langevin import check_count, check_finite_run, check_positive, langevin
 from mgdm.samplers.base import CountingDenoiser, Sampler
 from mgdm.samplers.settings import TASK_NAMES, Domain, SamplerConfig, Values
 
@@ -282,4 +282,4 @@ class PnPDM(Sampler[PnPDMConfig]):
             else:
                 z = self.likelihood_step_langevin(problem, y, x, k, sigma_y, noise)
             x = self.prior_step(edm, z, rho, noise)
-        return x
+        return check_finite_run(x, "PnP-DM")

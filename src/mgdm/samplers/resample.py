@@ -52,6 +52,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mgdm.devices import is_host
 from mgdm.diffusion.bridge import ddim_step
 from mgdm.diffusion.schedules import Schedule, timestep_grid
 from mgdm.priors.base import Denoiser
@@ -210,8 +211,8 @@ class ReSample(Sampler[ReSampleConfig]):
                 mse = residual.pow(2).mean(dim=1)
                 (grad,) = torch.autograd.grad(mse.sum(), point)
             done = done | (mse.detach() <= tolerance**2)
-            if bool(done.all()):
-                break
+            if is_host(done) and bool(done.all()):
+                break  # on an accelerator all iterations run: finished samples stay frozen
             frozen = done.reshape(batch, *([1] * (z.dim() - 1)))
             z = torch.where(frozen, z, adam.step(z, grad, step_size))
         return z
