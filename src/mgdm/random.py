@@ -16,6 +16,7 @@ control flow does not depend on the batch composition).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
@@ -141,6 +142,17 @@ def derive_seed(*parts: int) -> int:
     for part in parts:
         z = splitmix64(z * _GOLDEN + _signed(int(part)))
     return int(z.item()) & ((1 << 63) - 1)
+
+
+def content_seeds(rows: Tensor) -> list[int]:
+    """One 63-bit seed per row of ``rows`` ``[N, ...]``, a hash (BLAKE2b) of the row's values as
+    float64 bytes: equal rows give equal seeds, on any machine and in any batch."""
+    values = rows.detach().to("cpu", torch.float64).reshape(rows.shape[0], -1).contiguous()
+    seeds = []
+    for row in values.numpy():
+        digest = hashlib.blake2b(row.tobytes(), digest_size=8).digest()
+        seeds.append(int.from_bytes(digest, "little") & ((1 << 63) - 1))
+    return seeds
 
 
 def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -35,14 +35,22 @@ from mgdm.likelihood import (
     check_covariance_correction,
     covariance_corrected_log_likelihood,
 )
+from mgdm.priors.base import Denoiser
+from mgdm.priors.exact_guidance import ExactNoisyLikelihood, exact_guidance
 from mgdm.problem import Problem
-from mgdm.random import SampleNoise
+from mgdm.random import SampleNoise, content_seeds, derive_seed
 from mgdm.samplers.base import CountingDenoiser, Sampler
+from mgdm.samplers.mgdm_exact import LogPotential, draw_exact_conditional
+from mgdm.samplers.mgdm_potential import TweedieCovariancePotential
 from mgdm.samplers.settings import Domain, SamplerConfig
 from mgdm.samplers.step_schedule import IndexRange, StepSchedule
 
 IndexRule = Literal["mix", "uniform", "deterministic", "mix-det", "zero", "midpoint"]
 INDEX_RULES: tuple[str, ...] = ("mix", "uniform", "deterministic", "mix-det", "zero", "midpoint")
+MGDM_LIKELIHOODS: tuple[str, ...] = (*LIKELIHOODS, "tweedie", "exact")
+"""The potentials of the fit: :data:`mgdm.likelihood.LIKELIHOODS` and the ``exact`` oracle."""
+FITS: tuple[str, ...] = ("variational", "exact")
+"""How ``x_ell | x_0, x_t`` is drawn: the Gaussian fit, or the ``exact`` oracle."""
 
 REFERENCE_GRADIENT_STEPS = StepSchedule(3.0, (IndexRange(-10, None, 20.0),))
 """G(i) = 20 if i >= K - 10 else 3 (image base block)."""
@@ -72,13 +80,21 @@ class MGDMConfig(SamplerConfig):
             Gaussian cross-entropy; only ``-log g`` stays Monte Carlo).
         mc_samples: S, reparameterised samples averaged per Adam step (S VJPs per step).
         per_sample_index: draw ``ell`` independently per sample (else one ``ell`` per step, shared
-            by the batch, drawn from ``index_seed`` so it does not depend on the batch).
-        index_seed: seed of the shared ``ell`` sequence.
+            by every sample of the same observation, drawn from a stream seeded by
+            ``index_seed`` and a hash of that observation: it does not depend on the batch, and
+            another problem gets another sequence).
+        index_seed: mixed into the seed of the shared ``ell`` sequence.
         denoiser_posterior: ``ddim`` (reference chain) or ``exact`` (exact ``p_{0|ell}`` draws, for
             priors that offer them: isolates the chain's error).
-        likelihood: the potential of the fit, ``plain`` (reference: ``g(D_ell(x))``) or
+        likelihood: the potential of the fit, ``plain`` (reference: ``g(D_ell(x))``),
             ``covariance-corrected`` (``N(y; A D_ell(x), sigma_y^2 I + (1 - abar_ell) A A^T)``, see
-            :mod:`mgdm.likelihood`; needs an SVD and Gaussian noise).
+            :mod:`mgdm.likelihood`; needs an SVD and Gaussian noise) or ``exact`` (an oracle: the
+            true ``g_ell`` in closed form, :mod:`mgdm.priors.exact_guidance`; Gaussian-mixture and
+            kernel-density priors under a linear Gaussian problem with an SVD).
+        fit: how ``x_ell | x_0, x_t`` is drawn: ``variational`` (the Gaussian fit) or ``exact``
+            (an oracle: importance resampling of the conditional itself with ``fit_particles``
+            proposals, :mod:`mgdm.samplers.mgdm_exact`; same priors as ``likelihood='exact'``).
+        fit_particles: N, proposals per chain of the ``exact`` fit.
     """
 
     num_steps: int = 100
@@ -96,7 +112,9 @@ class MGDMConfig(SamplerConfig):
     per_sample_index: bool = False
     index_seed: int = 0
     denoiser_posterior: Literal["ddim", "exact"] = "ddim"
-    likelihood: Literal["plain", "covariance-corrected"] = "plain"
+    likelihood: Literal["plain", "covariance-corrected", "tweedie", "exact"] = "plain"
+    fit: Literal["variational", "exact"] = "variational"
+    fit_particles: int = 64
     clip_denoised: bool = False
 
     domain_presets: ClassVar[Mapping[Domain, str]] = {"audio": "audio"}
@@ -132,8 +150,12 @@ class MGDMConfig(SamplerConfig):
             fail("mc_samples", "an integer S >= 1")
         if self.denoiser_posterior not in ("ddim", "exact"):
             fail("denoiser_posterior", "ddim, exact")
-        if self.likelihood not in LIKELIHOODS:
-            fail("likelihood", ", ".join(LIKELIHOODS))
+        if self.likelihood not in MGDM_LIKELIHOODS:
+            fail("likelihood", ", ".join(MGDM_LIKELIHOODS))
+        if self.fit not in FITS:
+            fail("fit", ", ".join(FITS))
+        if not isinstance(self.fit_particles, int) or self.fit_particles < 1:
+            fail("fit_particles", "an integer N >= 1")
         for i in range(self.num_steps - 3):
             g = self.gradient_steps(i, self.num_steps)
             if g < 0 or g != int(g):
@@ -235,6 +257,8 @@ class MGDM(Sampler[MGDMConfig]):
     def check_compatible(self, prior, problem: Problem) -> None:
         if self.config.likelihood == "covariance-corrected":
             check_covariance_correction(problem)
+        if self.config.likelihood == "exact" or self.config.fit == "exact":
+            exact_guidance(prior, problem)  # raises for priors without exact guidance
         if self.config.denoiser_posterior == "exact" and not hasattr(
             prior, "sample_denoising_posterior"
         ):
@@ -285,7 +309,7 @@ class MGDM(Sampler[MGDMConfig]):
             if cfg.per_sample_index:
                 return state.noise.randint(low, high)
             assert state.index_noise is not None
-            return state.index_noise.randint(low, high).to(device).expand(batch)
+            return state.index_noise.randint(low, high).to(device)
 
         if rule == "deterministic" or (rule in ("mix", "mix-det", "midpoint") and not early):
             return torch.full((batch,), p, dtype=torch.int64, device=device)
@@ -299,11 +323,20 @@ class MGDM(Sampler[MGDMConfig]):
         # "zero": ell ~ U{1, …, max(1, floor(p / 5)) - 1}
         return uniform(1, max(1, p // 5)).clamp_min(1)
 
+    def index_seeds(self, problem: Problem, batch: int) -> list[int]:
+        """Seeds ``[B]`` of the shared ``ell`` streams: ``index_seed`` mixed with a hash of each
+        sample's observation (one hash for an observation shared by the batch)."""
+        observation = problem.observation
+        if observation.dim() == len(problem.operator.output_shape):
+            hashes = content_seeds(observation[None]) * batch
+        else:
+            hashes = content_seeds(observation)
+        return [derive_seed(self.config.index_seed, h) for h in hashes]
+
     # ------------------------------------------------------------------ Gibbs conditionals
     def fit_and_sample(
         self,
-        prior: CountingDenoiser,
-        problem: Problem,
+        log_potential: LogPotential,
         mean: Tensor,
         std: Tensor,
         ell: Tensor,
@@ -314,6 +347,7 @@ class MGDM(Sampler[MGDMConfig]):
         """Variational Gaussian fit of ``x_ell | x_0, x_t`` and one draw from the fit.
 
         Args:
+            log_potential: ``log G(z, ell)``, the potential of the fit (:meth:`log_potential`).
             mean, std: the bridge prior ``N(mean, std^2 I)`` (``mean`` ``[B, ...]``, ``std`` ``[B]``).
             ell: times ``[B]`` at which ``D_ell`` is evaluated.
             steps, lr: Adam steps and learning rate (a fresh Adam per call, as the reference).
@@ -331,8 +365,9 @@ class MGDM(Sampler[MGDMConfig]):
                 xi = noise.randn(*mean.shape[1:], dtype=mean.dtype)
                 z = (mu + torch.exp(rho) * xi).detach().requires_grad_(True)
                 with torch.enable_grad():
-                    log_g = self.potential(problem, prior.denoise(z, ell), ell, prior)
-                    (grad_log_g,) = torch.autograd.grad(log_g.sum(), z)
+                    (grad_log_g,) = torch.autograd.grad(log_potential(z, ell).sum(), z)
+                if isinstance(log_potential, TweedieCovariancePotential):
+                    log_potential.observe(grad_log_g)
                 g_mu, g_rho = variational_gradients(mu, rho, xi, -grad_log_g, mean, s, cfg.kl)
                 grad_mu += g_mu
                 grad_rho += g_rho
@@ -340,14 +375,54 @@ class MGDM(Sampler[MGDMConfig]):
             rho = adam_rho.step(rho, grad_rho / cfg.mc_samples, step_size)
         return mu + torch.exp(rho) * noise.randn(*mean.shape[1:], dtype=mean.dtype)
 
-    def potential(
-        self, problem: Problem, x0_hat: Tensor, ell: Tensor, prior: CountingDenoiser
+    def log_potential(
+        self,
+        prior: Denoiser,
+        problem: Problem,
+        guidance: ExactNoisyLikelihood | None,
+        likelihood: str,
+    ) -> LogPotential:
+        """``(z, ell) -> log G(z)`` ``[B]``, the potential ``likelihood`` (see the config): the
+        ``plain`` and ``covariance-corrected`` ones evaluate ``D_ell(z)`` through ``prior``."""
+        if likelihood == "exact":
+            assert guidance is not None
+            return guidance.log_likelihood
+        if likelihood == "tweedie":
+            return self._tweedie
+
+        def log_g(z: Tensor, ell: Tensor) -> Tensor:
+            x0_hat = prior.denoise(z, ell)
+            if likelihood == "plain":
+                return problem.log_likelihood(x0_hat)
+            extra_variance = 1.0 - prior.schedule.alpha_bar(ell)
+            return covariance_corrected_log_likelihood(problem, x0_hat, extra_variance)
+
+        return log_g
+
+    def draw_x_ell(
+        self,
+        prior: CountingDenoiser,
+        problem: Problem,
+        guidance: ExactNoisyLikelihood | None,
+        mean: Tensor,
+        std: Tensor,
+        ell: Tensor,
+        steps: int,
+        lr: float,
+        noise: SampleNoise,
     ) -> Tensor:
-        """``log g_ell`` approximated at the denoised estimate (see ``likelihood``); ``[B]``."""
-        if self.config.likelihood == "plain":
-            return problem.log_likelihood(x0_hat)
-        extra_variance = 1.0 - prior.schedule.alpha_bar(ell)
-        return covariance_corrected_log_likelihood(problem, x0_hat, extra_variance)
+        """Step 1 of the Gibbs sweep: ``x_ell | x_0, x_t`` by the Gaussian fit, or by the exact
+        oracle (``fit='exact'``, whose particles are not counted as network calls)."""
+        cfg = self.config
+        if cfg.fit == "variational":
+            log_potential = self.log_potential(prior, problem, guidance, cfg.likelihood)
+            return self.fit_and_sample(log_potential, mean, std, ell, steps, lr, noise)
+        assert guidance is not None
+        uncounted = self.log_potential(prior.prior, problem, guidance, cfg.likelihood)
+        plain = cfg.likelihood != "exact"
+        return draw_exact_conditional(
+            uncounted, guidance, plain, mean, std, ell, cfg.fit_particles, noise
+        )
 
     def denoise_chain(
         self, prior: CountingDenoiser, x_ell: Tensor, ell: Tensor, noise: SampleNoise
@@ -401,7 +476,11 @@ class MGDM(Sampler[MGDMConfig]):
         x_0 = self.clip(prior, x_0)
         state = _State(x_t=x_t, x_0=x_0, noise=noise)
         if not cfg.per_sample_index:
-            state.index_noise = SampleNoise([cfg.index_seed], device=device)
+            state.index_noise = SampleNoise(self.index_seeds(problem, batch), device=device)
+        self._tweedie = TweedieCovariancePotential(prior, problem)
+        guidance = None
+        if cfg.likelihood == "exact" or cfg.fit == "exact":
+            guidance = exact_guidance(prior.prior, problem)
 
         def full(value: int) -> Tensor:
             return torch.full((batch,), value, dtype=torch.int64, device=device)
@@ -420,8 +499,8 @@ class MGDM(Sampler[MGDMConfig]):
             renoise = bridge_coefficients(schedule, ell, full(t), full(u), 1.0)
             for _ in range(cfg.gibbs_sweeps):
                 prior_mean = to_query.mean(state.x_0, state.x_t)
-                x_ell = self.fit_and_sample(
-                    prior, problem, prior_mean, to_query.std, ell, grad_steps, lr, noise
+                x_ell = self.draw_x_ell(
+                    prior, problem, guidance, prior_mean, to_query.std, ell, grad_steps, lr, noise
                 )
                 state.x_0 = self.clip(prior, self.denoise_chain(prior, x_ell, ell, noise))
                 state.x_t = renoise.sample(x_ell, x_u, noise.randn(*x_u.shape[1:], dtype=x_u.dtype))
