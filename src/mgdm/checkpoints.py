@@ -97,17 +97,32 @@ def load_state_dict_checked(
         if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
     ]
     if missing or unexpected or mismatched:
-
-        def listing(keys: list[str]) -> str:
-            more = f" … (+{len(keys) - shown} more)" if len(keys) > shown else ""
-            return ", ".join(keys[:shown]) + more if keys else "none"
-
         raise ValueError(
-            f"{source} does not fit {type(module).__name__}: {len(missing)} missing keys "
-            f"[{listing(missing)}]; {len(unexpected)} unexpected keys [{listing(unexpected)}]; "
-            f"{len(mismatched)} shape mismatches [{listing(mismatched)}]."
+            mismatch_message(source, type(module).__name__, missing, unexpected, mismatched, shown)
         )
     module.load_state_dict(state_dict)
+
+
+def mismatch_message(
+    source: str,
+    model: str,
+    missing: list[str],
+    unexpected: list[str],
+    mismatched: list[str],
+    shown: int = 5,
+) -> str:
+    """The one line of :func:`load_state_dict_checked`: ``source`` does not fit the class
+    ``model``, with the counts and the first ``shown`` keys of each kind."""
+
+    def listing(keys: list[str]) -> str:
+        more = f" … (+{len(keys) - shown} more)" if len(keys) > shown else ""
+        return ", ".join(keys[:shown]) + more if keys else "none"
+
+    return (
+        f"{source} does not fit {model}: {len(missing)} missing keys [{listing(missing)}]; "
+        f"{len(unexpected)} unexpected keys [{listing(unexpected)}]; {len(mismatched)} shape "
+        f"mismatches [{listing(mismatched)}]."
+    )
 
 
 def file_sha256(path: Path | str) -> str:

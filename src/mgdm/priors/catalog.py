@@ -11,6 +11,9 @@
 * a path to a diffusers folder (a pipeline folder with ``unet/`` and ``scheduler/``, or a UNet
   folder with ``config.json``); with a ``vae/`` folder too (Stable Diffusion's layout), a latent
   prior (:func:`mgdm.priors.latent.load_latent_prior`);
+* a Hugging Face Hub id ``owner/name`` of such a model (e.g. ``google/ddpm-celebahq-256``), read
+  from the local Hugging Face cache or downloaded into it where a network is
+  (:func:`mgdm.priors.diffusers_loader.hub_snapshot`);
 * ``"adm-ffhq256:PATH"`` or ``"adm-imagenet256:PATH"``: a guided-diffusion checkpoint of the
   paper's FFHQ 256 or ImageNet 256 unconditional model (``.pt`` via ``weights_only=True`` or
   ``.safetensors``);
@@ -28,7 +31,7 @@ import torch
 
 from mgdm.priors.adm import FFHQ_256, IMAGENET_256_UNCOND, ADMConfig, load_adm_prior
 from mgdm.priors.base import Denoiser
-from mgdm.priors.diffusers_loader import load_diffusers_prior
+from mgdm.priors.diffusers_loader import hub_snapshot, is_hub_id, load_diffusers_prior
 from mgdm.priors.ldm import LDM_PRESETS, load_ldm_prior
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
@@ -62,8 +65,24 @@ def prior_domain(spec: str | Path) -> str:
     preset, separator, _ = str(spec).partition(":")
     if separator and preset in LDM_PRESETS:
         return "latent"
+    if is_hub_id(spec):
+        return "latent" if "vae" in _hub_components(str(spec)) else "image"
     path = SHIPPED_LATENT_PRIOR_DIR if str(spec) == "fashion-mnist-latent" else Path(str(spec))
     return "latent" if (path / "vae" / "config.json").is_file() else "image"
+
+
+def _hub_components(repo_id: str) -> dict:
+    """The ``model_index.json`` of a Hub pipeline (from the cache, or fetched: a few hundred
+    bytes), or ``{}`` when there is none to be had (a UNet repository, or no cache nor network:
+    :func:`load_prior` then says what is missing)."""
+    from huggingface_hub import hf_hub_download
+
+    from mgdm.checkpoints import read_json_object
+
+    try:
+        return read_json_object(hf_hub_download(repo_id, "model_index.json"), "pipeline index")
+    except (OSError, ValueError):  # absent, unreachable, or not JSON
+        return {}
 
 
 def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser:
@@ -106,7 +125,7 @@ def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser
                 f"the prior {text!r} needs a checkpoint path after the colon ({preset}:PATH)."
             )
         return load_ldm_prior(checkpoint, LDM_PRESETS[preset], device=device)
-    path = Path(text)
+    path = hub_snapshot(text) if is_hub_id(text) else Path(text)
     if prior_domain(path) == "latent":
         from mgdm.priors.latent.loader import load_latent_prior  # lazy: avoids an import cycle
 
@@ -121,5 +140,5 @@ def load_prior(spec: str | Path, device: torch.device | str = "cpu") -> Denoiser
         )
     known = ", ".join([*SHIPPED_PRIORS, *(f"{p}:PATH" for p in (*ADM_PRESETS, *LDM_PRESETS))])
     raise ValueError(
-        f"unknown prior {text!r}: not a known name nor an existing path; known: {known}, or a diffusers folder."
+        f"unknown prior {text!r}: not a known name nor an existing path; known: {known}, a diffusers folder or a Hugging Face Hub id (owner/name)."
     )

@@ -10,9 +10,10 @@ as diffusers' pipelines do::
 with ``scaling = config.scaling_factor`` (``1 / std`` of the training latents, 0.18215 for
 Stable Diffusion 1.x) and ``shift = config.shift_factor`` (``None``: 0).
 
-Weights are read safely (:func:`mgdm.priors.neural.read_state_dict`) and checked key by key; the
-legacy attention names of old VAE checkpoints (``query``/``key``/``value``/``proj_attn``) are
-renamed by diffusers' own conversion before the check.
+Models are read by diffusers' own ``from_pretrained`` (safetensors, or ``.bin`` with
+``weights_only=True``), which renames the legacy attention names of old VAE checkpoints
+(``query``/``key``/``value``/``proj_attn``); every tensor is then checked to fit
+(:func:`mgdm.priors.diffusers_loader.from_pretrained_checked`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from mgdm.checkpoints import load_state_dict_checked, read_json_object, read_state_dict
-from mgdm.priors.diffusers_loader import WEIGHT_FILES
+from mgdm.checkpoints import read_json_object
+from mgdm.priors.diffusers_loader import WEIGHT_FILES, from_pretrained_checked
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL
@@ -161,7 +162,8 @@ def weights_file(folder: Path) -> Path:
 
 
 def load_autoencoder_kl(vae_dir: Path | str, device: torch.device | str = "cpu") -> AutoencoderKL:
-    """The ``AutoencoderKL`` of ``vae_dir`` (``config.json`` + weights), weights checked."""
+    """The ``AutoencoderKL`` of ``vae_dir`` (``config.json`` + weights) read by diffusers'
+    ``from_pretrained``, weights checked (:func:`mgdm.priors.diffusers_loader.from_pretrained_checked`)."""
     from diffusers import AutoencoderKL
 
     vae_dir = Path(vae_dir)
@@ -174,10 +176,7 @@ def load_autoencoder_kl(vae_dir: Path | str, device: torch.device | str = "cpu")
             f"{vae_dir} holds a {config['_class_name']}; only AutoencoderKL is supported."
         )
     weights = weights_file(vae_dir)
-    model = AutoencoderKL.from_config(config)
-    state = model._fix_state_dict_keys_on_load(read_state_dict(weights))
-    load_state_dict_checked(model, state, f"weights {weights}")
-    return model.to(device)
+    return from_pretrained_checked(AutoencoderKL, vae_dir, f"weights {weights}").to(device)
 
 
 def latent_scaling_factor(latents: Tensor) -> float:

@@ -14,8 +14,10 @@ unconditionally, with the text encoder's embedding of the empty prompt ``c = E_t
 a file the user makes where the text encoder is available (the error message says how).
 
 Images are ``[in_channels, s * h, s * w]`` in ``[-1, 1]``, with ``(h, w)`` the UNet's
-``sample_size`` and ``s = 2^(len(vae.block_out_channels) - 1)``. Weights are read safely
-(safetensors, or ``torch.load(weights_only=True)``) and checked key by key.
+``sample_size`` and ``s = 2^(len(vae.block_out_channels) - 1)``. Models are read by diffusers'
+``from_pretrained`` and checked tensor by tensor
+(:func:`mgdm.priors.diffusers_loader.from_pretrained_checked`); schedulers of any number of
+training steps map as in :mod:`mgdm.priors.diffusers_loader`.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mgdm.checkpoints import load_state_dict_checked, read_json_object, read_state_dict
+from mgdm.checkpoints import read_json_object, read_state_dict
 from mgdm.priors.diffusers_loader import (
+    from_pretrained_checked,
     load_diffusers_prior,
     schedule_from_scheduler_config,
+    scheduler_steps,
 )
 from mgdm.priors.latent.autoencoder import (
     KLAutoencoder,
@@ -38,6 +42,7 @@ from mgdm.priors.latent.autoencoder import (
 )
 from mgdm.priors.latent.prior import LatentPrior
 from mgdm.priors.neural import PREDICTIONS, EpsilonNetworkPrior
+from mgdm.priors.timescale import with_time_scale
 
 EMPTY_PROMPT_FILE = "empty_prompt_embedding.safetensors"
 """The file, at the top of a Stable Diffusion folder, holding ``E_text("")``."""
@@ -112,9 +117,7 @@ def load_condition_unet(unet_dir: Path, device: torch.device | str = "cpu") -> n
             f"{config.get('cross_attention_dim')!r}."
         )
     weights = weights_file(unet_dir)
-    model = UNet2DConditionModel.from_config(config)
-    load_state_dict_checked(model, read_state_dict(weights), f"weights {weights}")
-    return model.to(device)
+    return from_pretrained_checked(UNet2DConditionModel, unet_dir, f"weights {weights}").to(device)
 
 
 def load_condition_prior(
@@ -137,7 +140,11 @@ def load_condition_prior(
     size = unet.config.sample_size
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     return EpsilonNetworkPrior(
-        EmptyPromptUNet(unet, embedding).to(device),
+        with_time_scale(
+            EmptyPromptUNet(unet, embedding).to(device),
+            scheduler_steps(scheduler),
+            network_time_offset,
+        ),
         (int(unet.config.in_channels), int(height), int(width)),
         schedule=schedule_from_scheduler_config(scheduler),
         prediction=prediction,
