@@ -24,6 +24,7 @@ from mgdm.audio.prior import AudioPrior, save_audio_prior
 from mgdm.audio.resample import resample
 from mgdm.audio.separate import separate_file, separate_tensor
 from mgdm.audio.unet1d import UNet1DConfig, build_unet1d
+from mgdm.audio.wav import READABLE
 from mgdm.cli import main
 from mgdm.commands.separate import SEPARATE_HELP
 from mgdm.samplers.msdm import MSDM
@@ -225,7 +226,7 @@ def test_separate_refuses_files_that_are_not_audio(tmp_path, prior_dir, capsys) 
     for mix, message in [
         ("notes.txt", "as audio (Error opening"),
         ("empty.wav", "as audio (Error opening"),
-        ("folder", "is not a file; give an audio file (WAV, FLAC, OGG, AIFF)"),
+        ("folder", f"is not a file; give an audio file ({READABLE})"),
         ("missing.wav", "does not exist"),
     ]:
         _refused(_separate(tmp_path, prior_dir, mix=mix), tmp_path, capsys, message)

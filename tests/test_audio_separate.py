@@ -155,17 +155,37 @@ def test_si_sdr_improvement_windows_and_silent_rule() -> None:
 # --- separate_tensor / separate_file -----------------------------------------------------
 
 
-def test_separate_tensor_stereo_resampled_and_chunked(prior) -> None:
+def test_separate_tensor_keeps_the_rate_and_channels(prior) -> None:
     stereo = torch.from_numpy(_tone(16000, 0.02, channels=2).T.copy()).float()  # [2, 320]
     result = separate_tensor(stereo, 16000, prior, FAST, seed=3, batch_size=3)
-    assert result.stems.shape == (4, 160) and result.sample_rate == 8000
-    assert result.names == STEMS and result.mix.shape == (160,)
-    assert any("averaged 2 channels" in n for n in result.notes)
+    assert result.stems.shape == (4, 2, 320) and result.sample_rate == 16000
+    assert result.prior_rate == 8000 and result.names == STEMS and result.mix.shape == (2, 320)
+    assert any("separated each of the 2 channels" in n for n in result.notes)
     assert any("resampled from 16000 Hz" in n for n in result.notes)
     assert any("4 windows of 64 samples" in n for n in result.notes)
-    torch.testing.assert_close(result.stems.sum(0), result.mix, rtol=0, atol=1e-5)
+    assert any("band below 4000 Hz" in n for n in result.notes)
+    assert result.summary() == (
+        "16000 Hz, 2 channels -> separated at the prior's 8000 Hz (each channel) -> 4 stems at "
+        "16000 Hz, 2 channels"
+    )
+    # MSDM's stems sum to the mix at the prior's rate: back at 16 kHz, to the mix low-passed
+    band = resample(resample(stereo.double(), 16000, 8000), 8000, 16000)[..., :320].float()
+    torch.testing.assert_close(result.stems.sum(0), band, rtol=0, atol=1e-5)
+    # each channel is separated on its own, with the same seeds as a mono mix
+    right = separate_tensor(stereo[1], 16000, prior, FAST, seed=3, batch_size=4)
+    assert right.stems.shape == (4, 320)
+    torch.testing.assert_close(right.stems, result.stems[:, 1], rtol=0, atol=1e-4)
     again = separate_tensor(stereo, 16000, prior, FAST, seed=3, batch_size=1)
     torch.testing.assert_close(again.stems, result.stems, rtol=0, atol=1e-4)  # batch-free seeds
+
+
+def test_separate_tensor_mono_averages_the_channels(prior) -> None:
+    stereo = torch.from_numpy(_tone(8000, 0.02, channels=2).T.copy()).float()  # [2, 160]
+    result = separate_tensor(stereo, 8000, prior, FAST, seed=1, mono=True)
+    assert result.stems.shape == (4, 160) and result.sample_rate == 8000 and result.mono
+    assert any("averaged 2 channels to mono" in n for n in result.notes)
+    torch.testing.assert_close(result.stems.sum(0), stereo.mean(0), rtol=0, atol=1e-5)
+    assert "(averaged to mono) -> 4 stems at 8000 Hz, 1 channel" in result.summary()
 
 
 @pytest.mark.parametrize(
@@ -197,7 +217,11 @@ def test_separate_command_writes_four_stems(prior, tmp_path, capsys) -> None:
     args = parser.parse_args([*argv, "--sampler", "msdm", "--seed", "1"])
     assert args.func(args) == 0
     assert sorted(p.name for p in out.iterdir()) == [f"{s}.wav" for s in STEMS]
-    assert "wrote 4 stems of 0.01 s at 8000 Hz" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "wrote 4 stems of 0.01 s at 8000 Hz" in printed
+    assert (
+        "8000 Hz, 1 channel -> separated at the prior's 8000 Hz (one channel) -> 4 stems" in printed
+    )
     mix, _ = read_audio(mix_path)
     total = torch.zeros(96)
     for stem in STEMS:
@@ -207,7 +231,23 @@ def test_separate_command_writes_four_stems(prior, tmp_path, capsys) -> None:
     torch.testing.assert_close(total, mix[0], rtol=0, atol=1e-5)  # Dirac: the stems sum to the mix
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".stems")]
     written, separation = separate_file(mix_path, out, prior=prior, sampler=FAST)
-    assert set(written) == set(STEMS) and separation.stems.shape == (4, 96)
+    assert set(written) == set(STEMS) and separation.stems.shape == (4, 1, 96)  # the file layout
+
+
+@pytest.mark.parametrize(("suffix", "rate"), [(".flac", 44100), (".ogg", 22050), (".mp3", 44100)])
+def test_separate_file_reads_formats_and_writes_at_the_input_rate(
+    prior, tmp_path, suffix: str, rate: int
+) -> None:
+    if suffix == ".mp3" and "MP3" not in soundfile.available_formats():
+        pytest.skip("this libsndfile reads no MP3 (1.1.0 or later does)")
+    mix_path = tmp_path / f"mix{suffix}"
+    soundfile.write(mix_path, _tone(rate, 0.01, channels=2), rate)
+    frames = soundfile.info(str(mix_path)).frames
+    written, separation = separate_file(mix_path, tmp_path / "stems", prior=prior, sampler=FAST)
+    assert separation.summary().startswith(f"{rate} Hz, 2 channels -> separated at the prior's")
+    for stem in STEMS:
+        info = soundfile.info(str(written[stem]))
+        assert (info.samplerate, info.channels, info.frames) == (rate, 2, frames)
 
 
 def test_separate_file_errors_leave_nothing(prior, tmp_path) -> None:

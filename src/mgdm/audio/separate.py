@@ -1,8 +1,9 @@
 """Source separation of a mix with a diffusion prior: ``separate_tensor`` and ``separate_file``.
 
-**Pipeline.** A mix ``[samples]`` or ``[channels, samples]`` is
+**Pipeline.** A mix ``[samples]`` or ``[channels, samples]`` at any accepted rate is
 
-1. averaged to mono (a note says so when it had several channels);
+1. split into its channels, each separated on its own (the default), or averaged to mono first
+   (``mono=True``: half the work for stereo, one stem channel);
 2. resampled to the prior's sample rate (:mod:`mgdm.audio.resample`);
 3. cut into windows of the prior's length ``L`` with ``overlap`` (a fraction of ``L``, at most
    1/2): hop ``h = L - O``, ``O = round(overlap * L)``, ``n = max(1, ceil((N - L) / h) + 1)``
@@ -16,9 +17,22 @@
    weight ``sin^2(pi (j + 1/2) / (2 O))`` on its first ``O`` samples ``j`` (``cos^2`` on its
    last ``O``), 1 elsewhere, and 1 on the outer edges of the first and last windows.
    Hence ``sum_i w_i = 1`` at every sample, and stems that sum to each window's mix sum to
-   the whole mix.
+   the whole mix;
+6. resampled back to the input's rate and cut to its length: the stems keep the input's rate
+   and layout, ``[S, N]`` for a ``[N]`` mix (or with ``mono=True``), ``[S, C, N]`` for a
+   ``[C, N]`` mix, as a separator such as Demucs writes them.
 
-The stems come out at the prior's sample rate, cut to the length of the resampled mix.
+**Why each channel.** A stereo mix places instruments across the channels (a guitar panned left
+is louder in the left channel); separating each channel keeps that image in the stems, and the
+stems of a channel sum to that channel. Separating the mid channel ``(L + R) / 2`` instead would
+halve the cost but leave nothing to put the side signal ``(L - R) / 2`` into: every stem would
+come out centred, or the side would have to be shared out by a guess. The channels use the same
+window seeds, so where they agree (centred sources, a mono recording stored as stereo) their
+draws agree too and a source is not given to one stem on the left and another on the right.
+
+**What the stems cannot hold.** The prior models its own band (below half its sample rate,
+4 kHz for the shipped 8 kHz priors): resampled back up, the stems sum to the mix low-passed at
+that frequency, and the mix's content above it is in no stem.
 
 **Samplers** (``sampler`` by name) run with their ``audio`` settings
 (:meth:`~mgdm.samplers.settings.SamplerConfig.settings`, docs/algorithms/README.md §5): ``mgdm``
@@ -128,11 +142,14 @@ class Separation:
     """Separated stems.
 
     Attributes:
-        stems: float32 ``[S, N]`` at ``sample_rate``.
+        stems: float32 ``[S, N]`` (a ``[N]`` mix, or ``mono``) or ``[S, C, N]`` (a ``[C, N]``
+            mix) at ``sample_rate``.
         names: the ``S`` stem names.
-        sample_rate: Hz (the prior's).
-        mix: the mono mix that was separated, ``[N]`` at ``sample_rate``.
-        notes: what was done to the input (channels averaged, resampling, windows).
+        sample_rate: Hz: the input's.
+        mix: the mix as given, float32 ``[N]`` or ``[C, N]`` at ``sample_rate``.
+        notes: what was done to the input (channels, resampling, windows, the band).
+        prior_rate: the prior's sample rate (Hz), at which the stems were drawn.
+        mono: whether the channels were averaged to one before separating.
     """
 
     stems: Tensor
@@ -140,6 +157,25 @@ class Separation:
     sample_rate: int
     mix: Tensor
     notes: tuple[str, ...]
+    prior_rate: int
+    mono: bool = False
+
+    def summary(self) -> str:
+        """One line: the input's rate and channels -> the prior's rate -> the stems' rate and
+        channels."""
+        channels_in = 1 if self.mix.dim() == 1 else self.mix.shape[0]
+        channels_out = 1 if self.stems.dim() == 2 else self.stems.shape[1]
+        how = "averaged to mono" if self.mono and channels_in > 1 else "each channel"
+        how = how if channels_in > 1 else "one channel"
+        return (
+            f"{self.sample_rate} Hz, {_channels(channels_in)} -> separated at the prior's "
+            f"{self.prior_rate} Hz ({how}) -> {len(self.names)} stems at {self.sample_rate} Hz, "
+            f"{_channels(channels_out)}"
+        )
+
+
+def _channels(count: int) -> str:
+    return "1 channel" if count == 1 else f"{count} channels"
 
 
 def window_weights(num_windows: int, length: int, overlap: int) -> Tensor:
@@ -205,13 +241,15 @@ def separate_tensor(
     sigma_y: float = AUDIO_SIGMA_Y,
     overlap: float = 0.5,
     batch_size: int = 4,
+    mono: bool = False,
     progress: bool = False,
     device: torch.device | str | None = None,
     threads: int | None = 1,
 ) -> Separation:
     """Separate ``mix`` (``[samples]`` or ``[channels, samples]`` at ``sample_rate``) into the
-    prior's stems (module docstring). ``prior`` is a loaded prior, a shipped prior's name or a
-    prior folder (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior.
+    prior's stems, at the mix's rate and in its layout (module docstring; ``mono``: average the
+    channels first). ``prior`` is a loaded prior, a shipped prior's name or a prior folder
+    (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior.
     ``threads``: torch's CPU threads during the call, restored afterwards (``None`` leaves
     torch's setting alone), one by default as ``mgdm separate``
     (:func:`mgdm.devices.torch_threads`). Raises
@@ -233,20 +271,31 @@ def separate_tensor(
     device = resolve_device(device if device is not None else "cpu")
     if isinstance(sampler, str):
         sampler = audio_sampler(sampler)
-    mono, notes = _mono(torch.as_tensor(mix))
-    peak = float(mono.abs().max())
-    check_mix(sample_rate, mono.shape[-1], peak)
+    given, notes = _checked_mix(torch.as_tensor(mix))
+    channels = given[None] if given.dim() == 1 else given
+    if mono and channels.shape[0] > 1:
+        notes.append(f"averaged {channels.shape[0]} channels to mono")
+        channels = channels.mean(0, keepdim=True)
+    elif channels.shape[0] > 1:
+        notes.append(f"separated each of the {channels.shape[0]} channels (the same seeds)")
+    peak = float(channels.abs().max())
+    if peak < SILENCE_PEAK:
+        raise ValueError(
+            f"the mix is silent (peak amplitude {peak:.3g} < {SILENCE_PEAK:g}); nothing to separate."
+        )
+    check_mix(sample_rate, channels.shape[-1], peak)
     with torch_threads(threads):
         if not isinstance(prior, (AudioPrior, IndependentStemsPrior)):
             prior = resolve_prior(prior, device)
         num_stems, length = prior.sample_shape
+        at_prior = channels
         if sample_rate != prior.sample_rate:
-            mono = resample(mono.to(torch.float64), sample_rate, prior.sample_rate)
-            mono = mono.to(torch.float32)
+            at_prior = resample(channels.to(torch.float64), sample_rate, prior.sample_rate)
+            at_prior = at_prior.to(torch.float32)
             notes.append(f"resampled from {sample_rate} Hz to the prior's {prior.sample_rate} Hz")
-        samples = mono.shape[-1]
+        samples = at_prior.shape[-1]
         overlap_samples = round(overlap * length)
-        count = split_windows(mono, length, overlap_samples).shape[0]
+        count = split_windows(at_prior[0], length, overlap_samples).shape[0]
         if count > 1:
             notes.append(f"{count} windows of {length} samples, {overlap_samples} overlapping")
         elif samples < length:
@@ -266,11 +315,34 @@ def separate_tensor(
                 )
             return stems.cpu()
 
-        stems = separate_windows(
-            separate, mono, length, overlap_samples, batch_size, seed, progress
-        )
+        stems = torch.stack(
+            [
+                separate_windows(
+                    separate, channel, length, overlap_samples, batch_size, seed, progress
+                )
+                for channel in at_prior
+            ],
+            dim=1,
+        )  # [S, C, samples] at the prior's rate
+        if sample_rate != prior.sample_rate:
+            stems = resample(stems.to(torch.float64), prior.sample_rate, sample_rate)
+            stems = stems[..., : channels.shape[-1]]
+            if sample_rate > prior.sample_rate:
+                notes.append(
+                    f"the stems hold the band below {prior.sample_rate / 2:g} Hz (the prior's); "
+                    "the mix above it is in no stem"
+                )
+        stems = stems.to(torch.float32)
+        if given.dim() == 1 or mono:
+            stems = stems[:, 0]
         return Separation(
-            stems.to(torch.float32), tuple(prior.stems), prior.sample_rate, mono, tuple(notes)
+            stems,
+            tuple(prior.stems),
+            sample_rate,
+            given,
+            tuple(notes),
+            prior.sample_rate,
+            mono and given.dim() == 2 and given.shape[0] > 1,
         )
 
 
@@ -299,9 +371,9 @@ def check_mix(sample_rate: int, samples: int, peak: float | None = None) -> None
         )
 
 
-def _mono(mix: Tensor) -> tuple[Tensor, list[str]]:
-    """The mono float32 mix ``[N]`` and the notes; ``ValueError`` for bad shapes or content."""
-    notes: list[str] = []
+def _checked_mix(mix: Tensor) -> tuple[Tensor, list[str]]:
+    """The float32 mix ``[N]`` or ``[C, N]`` as given, and the notes (none yet); ``ValueError``
+    for bad shapes or content (the silence check is the caller's, after any averaging)."""
     if not mix.is_floating_point():
         raise ValueError(f"the mix must hold floating-point samples; got {mix.dtype}.")
     if mix.dim() == 2:
@@ -313,9 +385,6 @@ def _mono(mix: Tensor) -> tuple[Tensor, list[str]]:
             )
         if channels == 0:
             raise ValueError(f"the mix has shape {list(mix.shape)}: no channel.")
-        if channels > 1:
-            notes.append(f"averaged {channels} channels to mono")
-        mix = mix.mean(0)
     elif mix.dim() != 1:
         raise ValueError(
             f"the mix must be [samples] or [channels, samples]; got shape {list(mix.shape)}."
@@ -324,12 +393,7 @@ def _mono(mix: Tensor) -> tuple[Tensor, list[str]]:
         raise ValueError("the mix is empty (0 samples); nothing to separate.")
     if not bool(torch.isfinite(mix).all()):
         raise ValueError("the mix has non-finite samples (NaN or inf).")
-    peak = float(mix.abs().max())
-    if peak < SILENCE_PEAK:
-        raise ValueError(
-            f"the mix is silent (peak amplitude {peak:.3g} < {SILENCE_PEAK:g}); nothing to separate."
-        )
-    return mix.to(torch.float32), notes
+    return mix.to(torch.float32), []
 
 
 def separate_file(
@@ -340,8 +404,10 @@ def separate_file(
     threads: int | None = 1,
     **options: Any,
 ) -> tuple[dict[str, Path], Separation]:
-    """Separate the audio file ``path`` and write ``out_dir/<stem>.wav`` (32-bit float, at the
-    prior's rate) for every stem; returns the written paths by stem name and the separation.
+    """Separate the audio file ``path`` (any format libsndfile reads: WAV, FLAC, OGG, MP3, AIFF)
+    and write ``out_dir/<stem>.wav`` (32-bit float, at the file's rate, with its channels, or one
+    with ``mono=True``) for every stem; returns the written paths by stem name and the
+    separation.
 
     ``prior`` is a loaded prior, a shipped prior's name or a prior folder
     (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior. ``options`` go to

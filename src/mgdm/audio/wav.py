@@ -1,4 +1,5 @@
-"""Reading and writing audio files with ``soundfile`` (libsndfile: WAV, FLAC, OGG, AIFF, …).
+"""Reading and writing audio files with ``soundfile`` (libsndfile: WAV, FLAC, OGG, AIFF, …,
+and MP3 from libsndfile 1.1.0 on: :data:`READABLE` lists what this machine's build reads).
 
 Audio tensors are ``[channels, samples]`` float32 in full-scale units (``[-1, 1]``); files are
 written as 32-bit float WAV, so a tensor read back is bit-identical to the one written.
@@ -17,6 +18,12 @@ from torch import Tensor
 
 T = TypeVar("T")
 
+READABLE = ", ".join(
+    name for name in ("WAV", "FLAC", "OGG", "MP3", "AIFF") if name in soundfile.available_formats()
+)
+"""The common formats this machine's libsndfile reads, for messages (``"WAV, FLAC, OGG, MP3,
+AIFF"`` with libsndfile 1.1.0 or later; without ``MP3`` before)."""
+
 
 def _decode(path: Path, read: Callable[[str], T]) -> T:
     """``read(path)``; a missing path, a folder and libsndfile's errors become a one-line
@@ -24,13 +31,13 @@ def _decode(path: Path, read: Callable[[str], T]) -> T:
     if not path.exists():
         raise ValueError(f"the audio file {path} does not exist.")
     if not path.is_file():
-        raise ValueError(f"{path} is not a file; give an audio file (WAV, FLAC, OGG, AIFF).")
+        raise ValueError(f"{path} is not a file; give an audio file ({READABLE}).")
     try:
         return read(str(path))
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
         raise ValueError(
-            f"cannot read {path} as audio ({str(error).rstrip('.')}); give a WAV, FLAC, OGG or "
-            "AIFF file."
+            f"cannot read {path} as audio ({str(error).rstrip('.')}); give a file in one of: "
+            f"{READABLE}."
         ) from None
 
 

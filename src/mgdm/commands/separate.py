@@ -15,11 +15,15 @@ from mgdm.samplers.registry import sampler_names
 SEPARATE_HELP = """\
 Separate a music mix into bass, drums, guitar and piano with a diffusion prior.
 
-The mix (any file libsndfile reads: WAV, FLAC, OGG, AIFF) is averaged to mono, resampled to
-the prior's rate, cut into windows of the prior's length with --overlap and cross-faded back
-together; every window is a posterior sample of the stems given y = sum of stems, with a
-Gaussian likelihood of std --sigma-y (in full-scale units). The stems are written as
-OUT_DIR/<stem>.wav (32-bit float, at the prior's sample rate), all at once at the end.
+The mix (any file libsndfile reads: WAV, FLAC, OGG, MP3, AIFF) is resampled to the prior's
+rate, each channel on its own (--mono: averaged to one first), cut into windows of the prior's
+length with --overlap and cross-faded back together; every window is a posterior sample of the
+stems given y = sum of stems, with a Gaussian likelihood of std --sigma-y (in full-scale units).
+The stems are resampled back and written as OUT_DIR/<stem>.wav (32-bit float) at the mix's
+sample rate with its channels (one with --mono), all at once at the end; one line says what was
+done. Stereo channels are separated one by one with the same seeds: the stems keep the mix's
+stereo image and sum to each channel. The stems hold the prior's band only (below 4 kHz for the
+shipped 8 kHz priors); the mix above it is in no stem.
 
 Accepted: a mix at 1,000 to 384,000 Hz, at most 20 minutes long, with finite samples whose
 peak amplitude is between 1e-6 and 1e3 (full scale is 1); --sigma-y up to 1e3. Anything else
@@ -80,6 +84,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=4,
         help="windows per sampler call (default: %(default)s)",
     )
+    parser.add_argument(
+        "--mono",
+        action="store_true",
+        help="average the channels to one before separating (half the work for stereo; mono stems)",
+    )
     arguments.add_device_option(parser)
     parser.set_defaults(func=run_separate)
 
@@ -97,12 +106,14 @@ def run_separate(args: argparse.Namespace) -> int:
         sigma_y=args.sigma_y,
         overlap=args.overlap,
         batch_size=args.batch_size,
+        mono=args.mono,
         progress=arguments.show_progress(args),
         threads=None,  # mgdm.cli.main set --threads
         device=args.device,
     )
     for note in separation.notes:
         print(f"note: {note}")
+    print(f"{args.mix}: {separation.summary()}")
     seconds = separation.stems.shape[-1] / separation.sample_rate
     print(f"wrote {len(written)} stems of {seconds:.2f} s at {separation.sample_rate} Hz:")
     for path in written.values():
