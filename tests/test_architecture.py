@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"samplers", "gmm_problem", "__init__"},  # 4: algorithms; the package's public face
     {"audio", "restore", "image_io"},  # 5: applications: the audio domain, restoring images
     {"train"},  # 6: trainers of the shipped priors
-    {"bench", "evaluate"},  # 7: benchmarks, prior evaluation and model cards
+    {"bench", "evaluate", "serve"},  # 7: benchmarks, prior evaluation, model cards; the web app
     {"commands"},  # 8: one module per command
     {"cli", "__main__"},  # 9: the entry point
 ]

@@ -39,6 +39,7 @@ from mgdm.commands import (
     report,
     restore,
     separate,
+    serve,
     tasks,
     train,
 )
@@ -53,6 +54,7 @@ COMMANDS = (
     report,
     restore,
     separate,
+    serve,
     tasks,
     train,
 )
