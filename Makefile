@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-APT_PACKAGES := dataset-fashion-mnist libfluidsynth3 timgm6mb-soundfont
+APT_PACKAGES := dataset-fashion-mnist libfluidsynth3 timgm6mb-soundfont chromium chromium-driver
 # torch is pinned in the same pip command as everything else (see docs/environment notes in README).
 PIP_INSTALL := $(PY) -m pip install --quiet torch==2.13.0 -e '.[test]'
 
@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PIP_INSTALL)
-	# Debian packages: Fashion-MNIST data, and fluidsynth + a General MIDI soundfont for the audio
-	# data generator; skipped without apt-get or root (the tests that need them then skip).
+	# Debian packages: Fashion-MNIST data, fluidsynth + a General MIDI soundfont for the audio
+	# data generator, headless Chromium + its driver for the browser tests of `mgdm serve`;
+	# skipped without apt-get or root (the tests that need them then skip).
 	-command -v apt-get >/dev/null && (dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES))) || true
 	touch $(STAMP)
 
