@@ -174,8 +174,8 @@ def test_safetensors_and_preset(tiny, tmp_path, monkeypatch):
     z, t = torch.randn(1, 3, 8, 8), torch.tensor([300])
     with torch.no_grad():
         assert torch.equal(prior.epsilon(z, t), unet(z, t))
-    with pytest.raises(ValueError, match=r"does not fit ADMUNet: .*shape mismatches \[time_embed"):
-        load_prior(f"ldm-ffhq256:{out}")
+    with pytest.raises(ValueError, match=r"does not fit VQModel: .*shape mismatches \[encoder"):
+        load_prior(f"ldm-ffhq256:{out}")  # the tiny model is not the paper's
 
 
 def test_preset_is_the_papers_model():
@@ -241,3 +241,17 @@ def test_foreign_pickles_need_the_flag(tiny, tmp_path, monkeypatch):
     z, t = torch.randn(1, 3, 8, 8), torch.tensor([40])
     with torch.no_grad():
         assert torch.equal(prior.epsilon(z, t), unet(z, t))
+
+
+def test_restore_command_with_an_ldm_checkpoint(tiny, tmp_path, monkeypatch):
+    """``mgdm restore --prior ldm:PATH`` as a user runs it (latent prior: the problem goes
+    through the decoder, the samples are decoded)."""
+    from PIL import Image
+
+    config, unet, vq = tiny
+    path = _write_model(tmp_path / "ldm", _lightning_checkpoint(monkeypatch, unet, vq, config))
+    Image.new("RGB", (16, 16), (100, 120, 140)).save(tmp_path / "clean.png")
+    argv = ["restore", str(tmp_path / "clean.png"), "--task", "sr4", "--prior", f"ldm:{path}"]
+    argv += ["--samples", "1", "--nfe", "30", "--out", str(tmp_path / "grid.png"), "--quiet"]
+    assert main(argv) == 0
+    assert Image.open(tmp_path / "grid.png").size[1] >= 16

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +81,18 @@ def read_json_object(path: Path | str, what: str = "configuration") -> dict[str,
 
 
 def load_state_dict_checked(
-    module: nn.Module, state_dict: Mapping[str, Tensor], source: str, shown: int = 5
+    module: nn.Module,
+    state_dict: Mapping[str, Tensor],
+    source: str,
+    shown: int = 5,
+    assign: bool = False,
 ) -> None:
-    """``module.load_state_dict(state_dict)`` after checking names and shapes.
+    """``module.load_state_dict(state_dict, assign=assign)`` after checking names and shapes.
 
     Raises a ``ValueError`` naming ``source``, the missing keys, the unexpected keys and the
-    first ``shown`` shape mismatches (``key: checkpoint shape vs model shape``).
+    first ``shown`` shape mismatches (``key: checkpoint shape vs model shape``). With
+    ``assign`` the module's tensors become the state dict's (a module built on the meta device
+    is then filled without ever being initialised; see :func:`build_from_state_dict`).
     """
     expected = module.state_dict()
     missing = [k for k in expected if k not in state_dict]
@@ -100,7 +106,25 @@ def load_state_dict_checked(
         raise ValueError(
             mismatch_message(source, type(module).__name__, missing, unexpected, mismatched, shown)
         )
-    module.load_state_dict(state_dict)
+    module.load_state_dict(state_dict, assign=assign)
+
+
+def build_from_state_dict(
+    factory: Callable[[], nn.Module], state_dict: Mapping[str, Tensor], source: str
+) -> nn.Module:
+    """``factory()`` built on the meta device and given the tensors of ``state_dict`` (floating
+    tensors as float32) after :func:`load_state_dict_checked`'s check: a large model is checked
+    before any memory is spent on it, and its weights are never randomly initialised first.
+    ``ValueError`` if the model has tensors that the state dict does not provide (buffers
+    outside it)."""
+    with torch.device("meta"):
+        module = factory()
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+    load_state_dict_checked(module, state, source, assign=True)
+    unset = [name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if unset:
+        raise ValueError(f"{source} leaves {type(module).__name__} tensors unset: {unset[:5]}.")
+    return module
 
 
 def mismatch_message(

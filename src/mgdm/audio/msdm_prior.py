@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from mgdm.audio.constants import STEMS
 from mgdm.audio.prior import AudioPrior, msdm_schedule
-from mgdm.checkpoints import load_state_dict_checked, read_training_state_dict
+from mgdm.checkpoints import build_from_state_dict, read_training_state_dict
 from mgdm.diffusion.schedules import Schedule
 
 MSDM_PREFIX = "msdm:"
@@ -191,9 +191,15 @@ def load_msdm_prior(
             f"an MSDM prior models the {len(STEMS)} stems {', '.join(STEMS)}; the options give "
             f"{unet_options['in_channels']} channels."
         )
-    model = build_msdm_model(options)
     state = msdm_state(read_training_state_dict(checkpoint), str(checkpoint))
-    load_state_dict_checked(model.unet, state, f"{checkpoint} ({UNET_PREFIX}*)")
+    built: list[nn.Module] = []
+
+    def unet_of_a_new_model() -> nn.Module:  # the diffusion wrapper holds the same UNet
+        built.append(build_msdm_model(options))
+        return built[-1].unet
+
+    build_from_state_dict(unet_of_a_new_model, state, f"{checkpoint} ({UNET_PREFIX}*)")
+    model = built[-1]
     schedule = msdm_schedule()
     network = VEDenoiserNetwork(model, schedule).to(device)
     return MSDMPrior(

@@ -19,10 +19,12 @@ from mgdm.priors.diffusers_loader import (
 )
 from mgdm.priors.gaussian_mixture import GaussianMixture, GaussianMixturePosterior
 from mgdm.priors.kernel_density import KernelDensityPosterior, KernelDensityPrior
+from mgdm.priors.ldm import FFHQ_LDM_VQ4, LDMConfig, load_ldm_prior
 from mgdm.priors.neural import EpsilonNetworkPrior, ddpm_betas
 
 __all__ = [
     "FFHQ_256",
+    "FFHQ_LDM_VQ4",
     "IMAGENET_256_UNCOND",
     "SHIPPED_PRIORS",
     "ADMConfig",
@@ -33,12 +35,14 @@ __all__ = [
     "GaussianMixturePosterior",
     "KernelDensityPosterior",
     "KernelDensityPrior",
+    "LDMConfig",
     "as_time_vector",
     "ddpm_betas",
     "load_adm_prior",
     "load_adm_unet",
     "load_diffusers_prior",
     "load_diffusers_unet",
+    "load_ldm_prior",
     "load_prior",
     "load_state_dict_checked",
     "read_state_dict",

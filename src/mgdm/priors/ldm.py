@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mgdm.checkpoints import load_state_dict_checked, one_line, read_training_state_dict
+from mgdm.checkpoints import build_from_state_dict, one_line, read_training_state_dict
 from mgdm.diffusion.schedules import Schedule
 from mgdm.priors.adm import ADMConfig, ADMUNet
 from mgdm.priors.latent.prior import LatentPrior
@@ -362,10 +362,12 @@ def load_ldm_prior(
     state = read_training_state_dict(checkpoint)
     unet_state, first_state = split_ldm_state(state, str(checkpoint))
     check_stored_schedule(state, config, str(checkpoint))
-    unet = ADMUNet(config.unet)
-    load_state_dict_checked(unet, unet_state, f"{checkpoint} ({UNET_PREFIX}*)")
-    vq = VQModel(config.first_stage)
-    load_state_dict_checked(vq, first_state, f"{checkpoint} ({FIRST_STAGE_PREFIX}*)")
+    vq = build_from_state_dict(
+        lambda: VQModel(config.first_stage), first_state, f"{checkpoint} ({FIRST_STAGE_PREFIX}*)"
+    )
+    unet = build_from_state_dict(
+        lambda: ADMUNet(config.unet), unet_state, f"{checkpoint} ({UNET_PREFIX}*)"
+    )
     scale = state.get("scale_factor")
     scale_factor = float(scale) if scale is not None and scale.numel() == 1 else config.scale_factor
     if not math.isfinite(scale_factor) or scale_factor <= 0:
