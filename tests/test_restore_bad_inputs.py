@@ -119,6 +119,30 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["{d}/clean.png", "--task", "sr4", "--prior", "{d}/list-config"],
         "JSON list",
     ),
+    "a folder without --out-dir": (["{d}", "--task", "sr4"], "--out-dir"),
+    "a glob without --out-dir": (["{d}/*.png", "--task", "sr4"], "--out-dir"),
+    "--out-dir a file": (["{d}", "--task", "sr4", "--out-dir", "{d}/file.txt"], "not a folder"),
+    "--out-dir in /sys": (["{d}", "--task", "sr4", "--out-dir", "/sys/mgdm-out"], "/sys"),
+    "--out-dir with --test-image": (
+        ["--test-image", "0", "--task", "sr4", "--out-dir", "{d}/out"],
+        "restore one image",
+    ),
+    "--out-dir without images": (["--task", "sr4", "--out-dir", "{d}/out"], "needs IMAGE"),
+    "--out-dir, unknown task": (["{d}", "--task", "nope", "--out-dir", "{d}/out"], "unknown task"),
+    "--batch-size 0": (["{d}", "--task", "sr4", "--out-dir", "{d}/o", "--batch-size", "0"], ">= 1"),
+    "--save-samples a file": (
+        ["{d}/clean.png", "--task", "sr4", "--save-samples", "{d}/file.txt"],
+        "not a folder",
+    ),
+    "-K 2": (["{d}/clean.png", "--task", "sr4", "-K", "2"], "num_steps"),
+    "--gradient-steps x": (["{d}/clean.png", "--task", "sr4", "-G", "x"], "cannot read"),
+    "--eta 2": (["{d}/clean.png", "--task", "sr4", "--eta", "2"], "eta"),
+    "--preset nope": (["{d}/clean.png", "--task", "sr4", "--preset", "nope"], "invalid choice"),
+    "MGDM option with dps": (
+        ["{d}/clean.png", "--task", "sr4", "--sampler", "dps", "-M", "3"],
+        "--sampler mgdm only",
+    ),
+    "--nfe below the minimum": (["{d}/clean.png", "--task", "sr4", "--nfe", "1"], "1"),
 }
 
 
