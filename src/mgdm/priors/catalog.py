@@ -72,16 +72,16 @@ def prior_domain(spec: str | Path) -> str:
 
 
 def _hub_components(repo_id: str) -> dict:
-    """The ``model_index.json`` of a Hub pipeline (from the cache, or fetched: a few hundred
-    bytes), or ``{}`` when there is none to be had (a UNet repository, or no cache nor network:
-    :func:`load_prior` then says what is missing)."""
-    from huggingface_hub import hf_hub_download
-
+    """The ``model_index.json`` of a Hub pipeline (:func:`hub_snapshot`: from the cache, or
+    downloaded with the model, which :func:`load_prior` then finds in the cache), or ``{}`` when
+    there is none (a UNet repository, or neither cache nor network: :func:`load_prior` then
+    says what is missing)."""
     from mgdm.checkpoints import read_json_object
 
     try:
-        return read_json_object(hf_hub_download(repo_id, "model_index.json"), "pipeline index")
-    except (OSError, ValueError):  # absent, unreachable, or not JSON
+        index = hub_snapshot(repo_id) / "model_index.json"
+        return read_json_object(index, "pipeline index") if index.is_file() else {}
+    except (OSError, ValueError):  # not cached and unreachable, or not JSON
         return {}
 
 

@@ -100,27 +100,70 @@ def schedule_from_scheduler_config(config: dict[str, Any]) -> Schedule:
 
 # --------------------------------------------------------------------------- the Hugging Face Hub
 def is_hub_id(spec: str | Path) -> bool:
-    """Whether ``spec`` reads as a Hub id ``owner/name`` and names no existing path."""
-    return bool(_HUB_ID.match(str(spec))) and not Path(str(spec)).exists()
+    """Whether ``spec`` reads as a valid Hub id ``owner/name`` and names no existing path."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    text = str(spec)
+    if not _HUB_ID.match(text) or Path(text).exists():
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host accepts a connection within ``timeout`` seconds (``False`` at
+    once in offline mode): checked once before downloading, because huggingface_hub retries a
+    failed connection with a back-off of about 20 s per file."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return False
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:  # no route, no DNS, refused, timed out
+        return False
 
 
 def hub_snapshot(repo_id: str) -> Path:
     """The local snapshot folder of the Hub model ``repo_id`` holding what the loaders read:
     ``model_index.json``, the scheduler's, UNet's and autoencoder's configurations and weights
     (safetensors, else ``.bin``), or a UNet repository's ``config.json``, weights and
-    ``scheduler_config.json``. Files come from the local Hugging Face cache, or are downloaded
-    into it (``huggingface_hub.hf_hub_download``: ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE``,
-    ``HF_HOME`` and the user's token apply). ``FileNotFoundError`` says what to do when the
-    model is neither cached nor reachable."""
+    ``scheduler_config.json``. A model in the local Hugging Face cache (``HF_HUB_CACHE``,
+    ``HF_HOME``) is read from there without any network access; otherwise the files are
+    downloaded into the cache (``huggingface_hub.hf_hub_download``; ``HF_HUB_OFFLINE`` and the
+    user's token apply) if the Hub can be reached. ``FileNotFoundError`` says what to do when
+    the model is neither cached nor reachable."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
+    def cached(filename: str) -> Path | None:
+        try:
+            return Path(hf_hub_download(repo_id, filename, local_files_only=True))
+        except (EntryNotFoundError, OSError):  # not in the cache
+            return None
+
+    offline = cached("model_index.json") is not None or cached("config.json") is not None
+    if not offline and not hub_reachable():
+        raise FileNotFoundError(
+            _hub_message(repo_id, "not in the cache, and the Hub cannot be reached")
+        )
+
     def fetch(filename: str) -> Path | None:
         try:
-            return Path(hf_hub_download(repo_id, filename))
-        except EntryNotFoundError:  # includes files absent from the cache when offline
+            return Path(hf_hub_download(repo_id, filename, local_files_only=offline))
+        except EntryNotFoundError:  # absent from the repository (or from the cache)
             return None
-        except OSError as error:  # not found on the Hub, gated, no network and not cached
+        except OSError as error:  # not found on the Hub, gated, connection lost
             raise FileNotFoundError(_hub_message(repo_id, error)) from error
 
     index = fetch("model_index.json")
