@@ -215,8 +215,8 @@ def test_index_rules_follow_the_reference_table(per_sample):
     def draws(rule, i, p, n=400):
         sampler = MGDM(MGDMConfig(index_rule=rule, per_sample_index=per_sample))
         state = _State(
-            torch.zeros(n, 2), torch.zeros(n, 2), SampleNoise(range(n)), SampleNoise([0])
-        )
+            torch.zeros(n, 2), torch.zeros(n, 2), SampleNoise(range(n)), SampleNoise([0] * n)
+        )  # the shared streams: one seed for an observation shared by the batch
         return torch.cat([sampler.draw_index(i, p, state) for _ in range(5)])
 
     uniform = draws("uniform", 80, 272)

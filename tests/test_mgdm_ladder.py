@@ -1,5 +1,5 @@
-"""MGDM's oracle pieces (exact potential, exact x_ell draw), the Tweedie-covariance potential,
-the observation-seeded mixture index, and the ladder command."""
+"""MGDM's oracle pieces (exact potential, exact x_ell draw), the observation-seeded mixture
+index, and the ladder and compute-curve commands."""
 
 import json
 import math
@@ -20,7 +20,6 @@ from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers import MGDM, preset
 from mgdm.samplers.mgdm_exact import draw_exact_conditional
-from mgdm.samplers.mgdm_potential import TweedieCovariancePotential
 
 
 def _dense_log_potential(prior, matrix, y, sigma_y, x, t):
@@ -116,30 +115,6 @@ def test_all_exact_gibbs_reaches_the_floor():
     assert sliced_wasserstein(exact, samples.double(), 200, 0) < 1.5 * floor
 
 
-def test_tweedie_potential_is_exact_for_a_gaussian_prior():
-    """For a Gaussian prior N(0, c^2 I) the denoiser is linear, ``J = sqrt(a) c^2 / gamma I``, and
-    the Rayleigh quotient gives the exact ``Cov[x_0 | x_t] = c^2 (1 - a) / gamma``: after one
-    observed gradient the potential is the exact ``g_t``."""
-    c2 = 4.0
-    prior = GaussianMixture(torch.zeros(1, 3), torch.ones(1), c2, gmm_benchmark())
-    matrix = torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, -1.0]], dtype=torch.float64)
-    problem = Problem(DenseOperator(matrix), torch.tensor([0.5, -1.0]), GaussianNoise(0.4))
-    potential = TweedieCovariancePotential(prior, problem)
-    t = torch.full((2,), 600)
-    abar = prior.schedule.alpha_bar(t)
-    assert torch.allclose(potential.variance(t), 1 - abar)  # before any gradient: unit variance
-    z = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
-    (grad,) = torch.autograd.grad(potential(z, t).sum(), z)
-    potential.observe(grad)
-    exact_var = c2 * (1 - abar) / (abar * c2 + 1 - abar)
-    assert torch.allclose(potential.variance(t), exact_var, rtol=1e-6)
-    guidance = exact_guidance(prior, problem)
-    zz = z.detach().requires_grad_(True)
-    (exact_grad,) = torch.autograd.grad(guidance.log_likelihood(zz, t).sum(), zz)
-    (ours,) = torch.autograd.grad(potential(zz, t).sum(), zz)
-    assert torch.allclose(ours, exact_grad, rtol=1e-5, atol=1e-8)
-
-
 def _index_sequence(problem, seeds):
     sampler = MGDM(preset("reference", num_steps=12, threshold=9))
     noise = SampleNoise(seeds)
@@ -188,3 +163,23 @@ def test_ladder_table_marks_oracles_and_gap_shares():
 
     text = ladder_table([row("default", 3.0), row("exact potential", 2.0)])
     assert "| exact potential | 2.00 | +50 % | 98 | 410 | yes |" in text
+
+
+def test_nfe_curve_command_and_table(tmp_path, capsys):
+    from mgdm.bench.nfe_curve import curve_label, split_label
+    from mgdm.cli import main
+
+    assert split_label(curve_label("mgdm", 500)) == ("mgdm", 500)
+    with pytest.raises(ValueError, match="not a curve label"):
+        split_label("mgdm")
+    out = tmp_path / "curve.json"
+    argv = ["bench", "nfe-curve", "--dim", "4", "--obs-dim", "2", "--seeds", "0", "--samples"]
+    argv += ["20", "--budgets", "150", "300", "--json", str(out), "--quiet"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "| N (calls / sample) | mgdm | dps |" in text
+    assert "| 150 |" in text and "| 300 |" in text
+    labels = {row["sampler"] for row in json.loads(out.read_text())}
+    assert labels == {"mgdm@150", "dps@150", "mgdm@300", "dps@300"}
+    assert main(["bench", "nfe-curve-table", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == text.strip()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 from mgdm.commands.arguments import finite_float
-from mgdm.samplers.mgdm import INDEX_RULES, PRESETS, MGDMConfig
+from mgdm.samplers.mgdm import FITS, INDEX_RULES, MGDM_LIKELIHOODS, PRESETS, MGDMConfig
 from mgdm.samplers.settings import Domain
 from mgdm.samplers.step_schedule import StepSchedule
 
@@ -38,6 +38,8 @@ _FIELDS: dict[str, str] = {
     "threshold": "threshold",
     "eta": "eta",
     "likelihood": "likelihood",
+    "fit": "fit",
+    "fit_particles": "fit_particles",
 }
 """Options whose value is the field's value as parsed: argparse destination -> field name."""
 
@@ -71,7 +73,18 @@ def add_mgdm_options(parser: argparse.ArgumentParser) -> None:
         "--eta", type=finite_float, help="DDIM eta of the chain and the initialisation, 0 to 1"
     )
     group.add_argument(
-        "--likelihood", choices=["plain", "covariance-corrected"], help="potential of the fit"
+        "--likelihood",
+        choices=MGDM_LIKELIHOODS,
+        help="potential of the fit ('exact': the true g_ell, an oracle for Gaussian-mixture and "
+        "kernel-density priors)",
+    )
+    group.add_argument(
+        "--fit",
+        choices=FITS,
+        help="draw of x_ell: the Gaussian fit, or 'exact' (an oracle, same priors as above)",
+    )
+    group.add_argument(
+        "--fit-particles", type=int, help="N, proposals per chain of the exact x_ell draw"
     )
 
 

@@ -41,13 +41,12 @@ from mgdm.problem import Problem
 from mgdm.random import SampleNoise, content_seeds, derive_seed
 from mgdm.samplers.base import CountingDenoiser, Sampler
 from mgdm.samplers.mgdm_exact import LogPotential, draw_exact_conditional
-from mgdm.samplers.mgdm_potential import TweedieCovariancePotential
 from mgdm.samplers.settings import Domain, SamplerConfig
 from mgdm.samplers.step_schedule import IndexRange, StepSchedule
 
 IndexRule = Literal["mix", "uniform", "deterministic", "mix-det", "zero", "midpoint"]
 INDEX_RULES: tuple[str, ...] = ("mix", "uniform", "deterministic", "mix-det", "zero", "midpoint")
-MGDM_LIKELIHOODS: tuple[str, ...] = (*LIKELIHOODS, "tweedie", "exact")
+MGDM_LIKELIHOODS: tuple[str, ...] = (*LIKELIHOODS, "exact")
 """The potentials of the fit: :data:`mgdm.likelihood.LIKELIHOODS` and the ``exact`` oracle."""
 FITS: tuple[str, ...] = ("variational", "exact")
 """How ``x_ell | x_0, x_t`` is drawn: the Gaussian fit, or the ``exact`` oracle."""
@@ -112,7 +111,7 @@ class MGDMConfig(SamplerConfig):
     per_sample_index: bool = False
     index_seed: int = 0
     denoiser_posterior: Literal["ddim", "exact"] = "ddim"
-    likelihood: Literal["plain", "covariance-corrected", "tweedie", "exact"] = "plain"
+    likelihood: Literal["plain", "covariance-corrected", "exact"] = "plain"
     fit: Literal["variational", "exact"] = "variational"
     fit_particles: int = 64
     clip_denoised: bool = False
@@ -366,8 +365,6 @@ class MGDM(Sampler[MGDMConfig]):
                 z = (mu + torch.exp(rho) * xi).detach().requires_grad_(True)
                 with torch.enable_grad():
                     (grad_log_g,) = torch.autograd.grad(log_potential(z, ell).sum(), z)
-                if isinstance(log_potential, TweedieCovariancePotential):
-                    log_potential.observe(grad_log_g)
                 g_mu, g_rho = variational_gradients(mu, rho, xi, -grad_log_g, mean, s, cfg.kl)
                 grad_mu += g_mu
                 grad_rho += g_rho
@@ -387,8 +384,6 @@ class MGDM(Sampler[MGDMConfig]):
         if likelihood == "exact":
             assert guidance is not None
             return guidance.log_likelihood
-        if likelihood == "tweedie":
-            return self._tweedie
 
         def log_g(z: Tensor, ell: Tensor) -> Tensor:
             x0_hat = prior.denoise(z, ell)
@@ -477,7 +472,6 @@ class MGDM(Sampler[MGDMConfig]):
         state = _State(x_t=x_t, x_0=x_0, noise=noise)
         if not cfg.per_sample_index:
             state.index_noise = SampleNoise(self.index_seeds(problem, batch), device=device)
-        self._tweedie = TweedieCovariancePotential(prior, problem)
         guidance = None
         if cfg.likelihood == "exact" or cfg.fit == "exact":
             guidance = exact_guidance(prior.prior, problem)
