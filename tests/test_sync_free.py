@@ -12,7 +12,13 @@
    sampler, counted under ``"warn"``, makes no more synchronisations in a run twice as long
    (the setup's, once per run, are allowed; the steps make none).
 
-Record again (only when a change is *meant* to alter results)::
+Provenance: recorded from commit ef45bcb with this work's files (diffusion/, priors/base.py,
+samplers/base.py, _langevin.py, daps.py, pnpdm.py, diffpir.py, resample.py, devices.py) at their
+c29b19a versions, i.e. before the sync-free loops and --precision; identical to the first
+recording at c29b19a except ``gmm/mgdm-reference``, which 989ca85 changed on purpose (MGDM's
+shared mixture-index stream is seeded from a hash of the observation).
+
+Record again (only when a change is *meant* to alter results, and say so in the commit)::
 
     PYTHONPATH=src .venv/bin/python tests/test_sync_free.py
 """
