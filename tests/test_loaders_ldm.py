@@ -255,3 +255,13 @@ def test_restore_command_with_an_ldm_checkpoint(tiny, tmp_path, monkeypatch):
     argv += ["--samples", "1", "--nfe", "30", "--out", str(tmp_path / "grid.png"), "--quiet"]
     assert main(argv) == 0
     assert Image.open(tmp_path / "grid.png").size[1] >= 16
+
+
+@pytest.mark.parametrize("flag", [[], ["--trust-pickle"]])
+def test_convert_refuses_what_is_no_checkpoint(tmp_path, capsys, flag):
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    out = tmp_path / "w.safetensors"
+    assert main(["convert-checkpoint", str(tmp_path / "notes.ckpt"), str(out), *flag]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "notes.ckpt" in err and not out.exists()
+    assert main(["convert-checkpoint", str(tmp_path / "notes.ckpt"), str(tmp_path / "w.pt")]) == 2

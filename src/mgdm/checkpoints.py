@@ -247,8 +247,8 @@ def read_training_state_dict(path: Path | str) -> dict[str, Tensor]:
         return read_state_dict(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        obj = _load_with_allowed_globals(path)
+    except pickle.UnpicklingError as error:
+        obj = _load_with_allowed_globals(path, error)
     except Exception as error:  # truncated or corrupt archives raise many types
         raise ValueError(
             f"{path} is not a readable checkpoint ({one_line(error)}); expected {SAFE_FORMATS}, "
@@ -257,13 +257,22 @@ def read_training_state_dict(path: Path | str) -> dict[str, Tensor]:
     return _checkpoint_state(obj, path)
 
 
-def _load_with_allowed_globals(path: Path) -> object:
+def _unpickler_reason(error: BaseException) -> str:
+    """The part of torch's weights-only refusal that says what was wrong (one line)."""
+    text = one_line(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation")[0]
+    return text.strip()
+
+
+def _load_with_allowed_globals(path: Path, first: pickle.UnpicklingError) -> object:
+    """The second reading of :func:`read_training_state_dict`, after ``first`` refused."""
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception as error:  # legacy (non-zip) files and damaged archives alike
+    except Exception as error:  # not a torch archive: garbage, or a legacy (non-zip) pickle
         raise ValueError(
-            f"{path} holds pickled Python objects that cannot be listed safely "
-            f"({one_line(error)}); where you trust the file, run `{CONVERT_HINT}`."
+            f"{path} is not a readable checkpoint ({_unpickler_reason(first)}); expected {SAFE_FORMATS}, "
+            f"or a training checkpoint (a legacy pickle you trust: `{CONVERT_HINT}`)."
         ) from error
     refused = [name for name in names if not allowed_training_global(name)]
     if refused:
@@ -309,6 +318,8 @@ def convert_checkpoint(source: Path | str, target: Path | str, trust_pickle: boo
                 f"{source} pickles objects of the package {error.name!r}, which is not installed "
                 f"here; install it to convert the file."
             ) from error
+        except Exception as error:  # corrupt files and failing unpickling code raise anything
+            raise ValueError(f"{source} could not be unpickled ({one_line(error)}).") from error
         state = _checkpoint_state(obj, source)
     tensors = {name: value.detach().clone().contiguous() for name, value in state.items()}
     target.parent.mkdir(parents=True, exist_ok=True)
