@@ -35,8 +35,8 @@ def start_server(
     from mgdm.priors.catalog import load_prior
 
     device = resolve_device(device)
-    image_prior = load_prior(prior, device=device)
     sound_prior = resolve_prior(audio_prior, device)
+    image_prior = load_prior(prior, device=device)
     return Server(image_prior, sound_prior, device, workers, precision)
 
 

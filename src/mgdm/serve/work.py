@@ -83,8 +83,8 @@ class RestoreRequest:
         notes: how the upload was converted to the prior's format.
         samplers: the sampler, and in compare mode the second one's name.
         compare: the second sampler's name, or ``None``.
-        nfe: network calls per sample asked for (0: the first sampler's default; in compare mode
-            the second then gets the first's measured calls).
+        nfe: network calls per sample asked for (0: the sampler's default); in compare mode the
+            second sampler gets the calls the first one made.
     """
 
     task: Task
@@ -174,8 +174,8 @@ def _whole(value: float | None, what: str, low: int, high: int) -> int:
 def run_restore(
     request: RestoreRequest, prior: Denoiser, job: Job, device: torch.device
 ) -> list[Restoration]:
-    """The restoration of ``request`` (and in compare mode the second sampler's, at the network
-    calls per sample of the first, measured, unless ``request.nfe`` fixed them)."""
+    """The restoration of ``request`` (and in compare mode the second sampler's, rescaled to the
+    network calls per sample that the first one made, as counted)."""
 
     def one(sampler: Sampler) -> Restoration:
         return restore(
@@ -191,8 +191,8 @@ def run_restore(
         )
 
     results = [one(request.sampler)]
-    if request.compare is not None:
-        budget = request.nfe or results[0].cost.nfe_total
+    if request.compare is not None:  # at the calls the first one made (its grid may round nfe)
+        budget = results[0].cost.nfe_total
         second = build_sampler(request.compare, task=request.task.name).with_budget(budget)
         results.append(one(second))
     return results
