@@ -252,9 +252,9 @@ def test_restore_command_with_an_ldm_checkpoint(tiny, tmp_path, monkeypatch):
     path = _write_model(tmp_path / "ldm", _lightning_checkpoint(monkeypatch, unet, vq, config))
     Image.new("RGB", (16, 16), (100, 120, 140)).save(tmp_path / "clean.png")
     argv = ["restore", str(tmp_path / "clean.png"), "--task", "sr4", "--prior", f"ldm:{path}"]
-    argv += ["--samples", "1", "--nfe", "30", "--out", str(tmp_path / "grid.png"), "--quiet"]
-    assert main(argv) == 0
-    assert Image.open(tmp_path / "grid.png").size[1] >= 16
+    argv += ["--sampler", "dps", "--nfe", "5", "--samples", "1", "--out", str(tmp_path / "g.png")]
+    assert main([*argv, "--quiet"]) == 0
+    assert Image.open(tmp_path / "g.png").size[1] >= 16
 
 
 @pytest.mark.parametrize("flag", [[], ["--trust-pickle"]])
@@ -265,3 +265,18 @@ def test_convert_refuses_what_is_no_checkpoint(tmp_path, capsys, flag):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "notes.ckpt" in err and not out.exists()
     assert main(["convert-checkpoint", str(tmp_path / "notes.ckpt"), str(tmp_path / "w.pt")]) == 2
+
+
+def test_x0_parameterization_and_other_step_counts(tiny, tmp_path, monkeypatch):
+    """``parameterization: x0`` with ``timesteps: 500``: the UNet's output is the Tweedie estimate
+    and it is told ``k * 500 / 1000`` (real-valued between whole steps)."""
+    _, unet, vq = tiny
+    params = {**TINY_YAML["model"]["params"], "parameterization": "x0", "timesteps": 500}
+    config = ldm_config_from_dict({"model": {"params": params}})
+    path = tmp_path / "model.ckpt"
+    torch.save(_lightning_checkpoint(monkeypatch, unet, vq, config), path)
+    prior = load_ldm_prior(path, config)
+    assert prior.denoiser.prediction == "sample"
+    z, k = torch.randn(2, 3, 8, 8), torch.tensor([7, 1000])
+    with torch.no_grad():
+        assert torch.equal(prior.denoise(z, k), unet(z, torch.tensor([3.5, 500.0])))
