@@ -176,6 +176,8 @@ def _materialise(value: str, option: Option, folder: Path, index: int) -> str:
 
 
 # ---------------------------------------------------------------------------- the commands
+# `serve` is left out on purpose: its base invocation starts a web server that runs until it is
+# stopped. Its refusals (port, workers, host, device, priors) are tested in tests/test_serve.py.
 def commands() -> dict[str, Command]:
     count, positive = "count", "positive"
     return {
