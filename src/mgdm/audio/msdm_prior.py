@@ -107,14 +107,15 @@ class VEDenoiserNetwork(nn.Module):
         super().__init__()
         self.model = model
         abar = (schedule if schedule is not None else msdm_schedule()).abar
-        self.register_buffer("sigmas", (1.0 / abar - 1.0).clamp_min(0.0).sqrt(), persistent=False)
+        sigmas = (1.0 / abar - 1.0).clamp_min(0.0).sqrt().to(torch.float32)  # float32: any device
+        self.register_buffer("sigmas", sigmas, persistent=False)
 
     def ve_state(self, x: Tensor, k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(x~ = x sqrt(1 + sigma_k^2), sigma_k, sigma_k > 0)``; ``sigma`` ``[B]`` in ``x``'s
         dtype, with 1 in place of 0 (those entries are masked by the third item, ``[B]``)."""
-        sigma64 = self.sigmas[k.to(torch.int64).reshape(-1).expand(x.shape[0])]
-        noisy = sigma64 > 0
-        sigma = torch.where(noisy, sigma64, torch.ones_like(sigma64)).to(x.dtype)
+        levels = self.sigmas[k.to(torch.int64).reshape(-1).expand(x.shape[0])]
+        noisy = levels > 0
+        sigma = torch.where(noisy, levels, torch.ones_like(levels)).to(x.dtype)
         return x * (1 + sigma.square()).sqrt().view(-1, 1, 1), sigma, noisy
 
     def forward(self, x: Tensor, k: Tensor) -> Tensor:
