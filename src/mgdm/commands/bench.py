@@ -1,10 +1,10 @@
-"""``mgdm bench``: the benchmarks' sub-commands (``gmm``, ``gmm-table``, ``ladder``, ``ladder-table``, ``images``, ``audio``, ``audio-table``)."""
+"""``mgdm bench``: the benchmarks' sub-commands (``gmm``, ``gmm-table``, ``ladder``, ``ladder-table``, ``images``, ``audio``, ``audio-table``, ``cost``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from mgdm.commands import bench_audio, bench_gmm, bench_images, bench_ladder
+from mgdm.commands import bench_audio, bench_cost, bench_gmm, bench_images, bench_ladder
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,4 +16,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench_ladder.add_bench_commands(bench_sub)
     bench_images.add_bench_commands(bench_sub)
     bench_audio.add_bench_commands(bench_sub)
+    bench_cost.add_bench_commands(bench_sub)
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
