@@ -368,6 +368,10 @@ def commands() -> dict[str, Command]:
                 Option("--steps", count),
             ],
         ),
+        "convert-checkpoint": Command(
+            "convert-checkpoint {a}/prior/unet/diffusion_pytorch_model.safetensors out.safetensors",
+            [Option("#1", "input", ".ckpt"), Option("#2", "out-file", ".safetensors")],
+        ),
         "tasks figures": Command(
             "tasks figures --out figures --tasks sr4",
             [
