@@ -108,16 +108,15 @@ def test_mismatch_is_one_line(tmp_path):
         load_diffusers_prior(tmp_path)
 
 
-def test_hub_id_from_the_local_cache(tmp_path, monkeypatch):
-    """A Hub id read from a cache laid out as huggingface_hub lays it out (``refs/main`` naming
-    the snapshot), offline. huggingface_hub reads ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` into
-    its ``constants`` when imported, so the test sets both there as well as in the environment."""
+def _offline_cache(tmp_path: Path, monkeypatch, repo_id: str) -> Path:
+    """An empty snapshot of ``repo_id`` in a Hugging Face cache laid out as huggingface_hub lays
+    it out (``refs/main`` naming the snapshot), offline. huggingface_hub reads ``HF_HUB_CACHE``
+    and ``HF_HUB_OFFLINE`` into its ``constants`` when imported, so they are set there as well
+    as in the environment."""
     from huggingface_hub import constants
 
-    unet = _tiny_unet()
     cache = tmp_path / "hf" / "hub"
-    repo = cache / "models--google--ddpm-tiny"
-    _save_pipeline(repo / "snapshots" / REVISION, unet)
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(REVISION)
     for name, value in (("HF_HOME", tmp_path / "hf"), ("HF_HUB_CACHE", cache)):
@@ -125,6 +124,12 @@ def test_hub_id_from_the_local_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return repo / "snapshots" / REVISION
+
+
+def test_hub_id_from_the_local_cache(tmp_path, monkeypatch):
+    unet = _tiny_unet()
+    _save_pipeline(_offline_cache(tmp_path, monkeypatch, "google/ddpm-tiny"), unet)
     assert prior_domain("google/ddpm-tiny") == "image"
     prior = load_prior("google/ddpm-tiny")
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 999])
@@ -132,3 +137,31 @@ def test_hub_id_from_the_local_cache(tmp_path, monkeypatch):
         assert torch.equal(prior.epsilon(x, t), unet(x, t).sample)
     with pytest.raises(FileNotFoundError, match=r"'google/not-cached' .*hf download google/not"):
         load_prior("google/not-cached")
+
+
+def test_hub_latent_pipeline_from_the_local_cache(tmp_path, monkeypatch):
+    """A pipeline with ``vae/`` (Stable Diffusion's layout) is a latent prior from the Hub too."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from mgdm.priors.latent import LatentPrior
+    from mgdm.priors.latent.autoencoder import build_autoencoder
+
+    snapshot = _offline_cache(tmp_path, monkeypatch, "someone/tiny-ldm")
+    build_autoencoder((8, 8), 2, seed=1, image_size=8).save_pretrained(snapshot / "vae")
+    UNet2DModel(
+        sample_size=4,
+        in_channels=2,
+        out_channels=2,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    ).save_pretrained(snapshot / "unet")
+    DDPMScheduler(beta_schedule="scaled_linear").save_pretrained(snapshot / "scheduler")
+    index = {name: ["diffusers", "x"] for name in ("unet", "vae", "scheduler")}
+    (snapshot / "model_index.json").write_text(json.dumps(index))
+    assert prior_domain("someone/tiny-ldm") == "latent"
+    prior = load_prior("someone/tiny-ldm")
+    assert isinstance(prior, LatentPrior)
+    assert prior.sample_shape == (2, 4, 4) and prior.data_shape == (1, 8, 8)
