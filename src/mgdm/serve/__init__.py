@@ -37,7 +37,7 @@ def start_server(
     device = resolve_device(device)
     sound_prior = resolve_prior(audio_prior, device)
     image_prior = load_prior(prior, device=device)
-    return Server(image_prior, sound_prior, device, workers, precision)
+    return Server(image_prior, sound_prior, device, workers, precision, prior_name=str(prior))
 
 
 def serve(server: Server, host: str = DEFAULT_HOST, port: int = 7860) -> None:

@@ -67,7 +67,7 @@ class Session:
 class Server:
     """What the sessions share: the priors, the device and the precision of the network calls
     (:func:`mgdm.devices.use_precision`; ``None``: fp32), the worker slots, the temporary
-    folder (``root``; default: a new one)."""
+    folder (``root``; default: a new one); ``prior_name`` is how the page names the image prior."""
 
     def __init__(
         self,
@@ -77,8 +77,10 @@ class Server:
         workers: int = 1,
         precision: str | None = None,
         root: Path | None = None,
+        prior_name: str | None = None,
     ):
         self.image_prior = image_prior
+        self.prior_name = prior_name or type(image_prior).__name__
         self.precision = precision
         self.audio_prior = audio_prior
         self.device = device
@@ -315,7 +317,7 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
     with gr.Blocks(title="mgdm", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(
             "## mgdm: posterior sampling with diffusion priors\n"
-            f"Image prior: **{getattr(prior, 'name', type(prior).__name__)}** "
+            f"Image prior: **{server.prior_name}** "
             f"({'x'.join(map(str, work.prior_image_shape(prior)))}), device {server.device}; "
             f"{server.slots.workers} job(s) at a time, the others wait in the queue."
         )
@@ -385,12 +387,19 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
                         elem_id="restore-estimate",
                     )
                     gallery_a = gr.Gallery(
-                        label="samples", columns=8, format="png", elem_id="restore-samples-a"
+                        label="samples",
+                        columns=5,
+                        height="auto",
+                        object_fit="contain",
+                        format="png",
+                        elem_id="restore-samples-a",
                     )
                     scores_a = gr.Markdown(elem_id="restore-scores-a")
                     gallery_b = gr.Gallery(
                         label="compared",
-                        columns=8,
+                        columns=5,
+                        height="auto",
+                        object_fit="contain",
                         format="png",
                         visible=False,
                         elem_id="restore-samples-b",
