@@ -82,6 +82,16 @@ def test_rows_counts_and_extrapolation(report) -> None:
     json.dumps(report.to_json())
 
 
+def test_a_smaller_stand_in_run() -> None:
+    prior = EpsilonNetworkPrior(TinyEpsilon(), SHAPE)
+    small = {"dps": DPS(DPSConfig(num_steps=5, gamma=1.0))}
+    report = measure_cost(batches=(1,), steps=1, prior=prior, samplers=small, stand_in_size=8)
+    (row,) = report.rows
+    assert row.full_calls == (1, 3) and row.sampler_seconds > 0
+    assert (report.stand_in_size, report.clock) == (8, "cpu")
+    assert "stand-in run at 8 px" in format_table(report)
+
+
 def test_truncation_and_the_stand_in() -> None:
     reference = MGDM(preset("reference"))
     short = truncated(reference, 2, 3, 4)

@@ -7,9 +7,10 @@ forward+backward network calls per sample) takes hours on a CPU, so :func:`measu
 1. **The full run without a network.** The full configuration runs at batch 1 on a stand-in
    prior of the same shape and schedule whose denoiser is ``0.5 x_t``: it makes exactly the
    network calls of the real run (MGDM's mixture indices do not depend on the prior), ``F``
-   forward-only and ``B`` forward+backward per sample, and its wall time ``A_1`` is the
-   sampler's own work (noise draws, bridge algebra, Adam, the operator and its VJPs) without
-   the network.
+   forward-only and ``B`` forward+backward per sample, and its time ``A_1`` is the sampler's
+   own work (noise draws, bridge algebra, Adam, the operator and its VJPs) without the network.
+   On a CPU this run may use smaller images (``stand_in_size``; ``A_1`` scaled by the ratio of
+   pixel counts).
 2. **Time per call.** The same method, truncated to ``steps`` outer steps (MGDM: ``K = steps +
    3``; DPS: ``K = steps + 2``; optionally fewer Adam steps and chain points per outer step,
    which changes how many calls are timed, not what one costs), runs on a random-weights ADM
@@ -23,7 +24,9 @@ forward+backward network calls per sample) takes hours on a CPU, so :func:`measu
    ``A_1 (a_b / b) / a_1 + F t_f + B t_b`` (the sampler's own work scaled from batch 1 to
    batch ``b`` as the truncated runs scale, then the network calls).
 
-Peak memory is that of the truncated run at batch ``b`` (it does not grow with the number of
+Seconds are the process's CPU time (all its threads) on a CPU, so that other processes' load
+does not inflate them (with one thread, CPU seconds are the wall seconds of an idle core), and
+wall time on an accelerator. Peak memory is that of the truncated run at batch ``b`` (it does not grow with the number of
 steps): ``torch.cuda.max_memory_allocated`` on a GPU; on the CPU the process's peak resident set
 (``VmHWM``, reset before each run where Linux allows it, else the peak since the process
 started), which includes the model's weights and the Python process itself. Per sample is the
@@ -35,6 +38,7 @@ task ``task`` (default ``sr4``); the operator's cost is part of ``t_b``.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -123,6 +127,9 @@ class CostReport:
     task: str
     network: str
     load_average: tuple[float, float]
+    clock: str
+    """``cpu`` (the process's CPU seconds, all threads: CPU runs) or ``wall`` (accelerators)."""
+    stand_in_size: int | None
     """The 1-minute load average at the start and at the end (other processes' work slows the
     runs; on a machine shared with others, read the figures as upper bounds)."""
 
@@ -149,21 +156,23 @@ class TimedDenoiser(Denoiser):
     def epsilon(self, x_t: Tensor, t: Tensor) -> Tensor:
         if torch.is_grad_enabled() and x_t.requires_grad:
             return self.prior.epsilon(x_t, t)
+        clock = _clock(x_t.device)
         _synchronize(x_t.device)
-        start = time.perf_counter()
+        start = clock()
         out = self.prior.epsilon(x_t, t)
         _synchronize(x_t.device)
-        self.forward_seconds += time.perf_counter() - start
+        self.forward_seconds += clock() - start
         self.forward_rows += x_t.shape[0]
         return out
 
 
 class StandIn(Denoiser):
-    """No network: ``D_t(x_t) = 0.5 x_t`` on ``sample_shape`` with ``schedule``; counts only."""
+    """No network: ``D_t(x_t) = 0.5 x_t`` with ``prior``'s schedule, on ``prior``'s sample shape or
+    ``shape``."""
 
-    def __init__(self, prior: Denoiser):
+    def __init__(self, prior: Denoiser, shape: tuple[int, ...] | None = None):
         self.schedule = prior.schedule
-        self.sample_shape = prior.sample_shape
+        self.sample_shape = tuple(prior.sample_shape) if shape is None else tuple(shape)
         self.data_range = prior.data_range
 
     def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
@@ -244,13 +253,18 @@ def measure_cost(
     seed: int = 0,
     prior: Denoiser | None = None,
     samplers: Mapping[str, Sampler] | None = None,
+    stand_in_size: int | None = None,
     log: Callable[[str], object] | None = None,
 ) -> CostReport:
     """Time ``steps`` outer steps of each method at each batch size and extrapolate (module
     docstring). ``gradient_steps``/``chain_points``: MGDM's Adam steps and chain points per timed
     outer step (``None``: the preset's). ``prior``: an image prior on ``device`` to measure
     instead of the random-weights FFHQ-256 ADM; ``samplers``: the full configurations by label
-    (MGDM or DPS; default: :func:`full_sampler` of each of ``methods``). Runs under the current
+    (MGDM or DPS; default: :func:`full_sampler` of each of ``methods``); ``stand_in_size``: run
+    the network-free full run on ``size x size`` images instead of the prior's (cheaper on a CPU;
+    the sampler's own work is scaled by the ratio of pixel counts, and the call counts are those
+    of that run: MGDM's mixture indices follow a hash of the observation, so they can differ by
+    about 1 %). Runs under the current
     precision
     (:func:`mgdm.devices.use_precision`). ``log``: called with one line per measurement."""
     say = log or (lambda line: None)
@@ -260,6 +274,7 @@ def measure_cost(
         ("steps", steps),
         ("gradient_steps", gradient_steps),
         ("chain_points", chain_points),
+        ("stand_in_size", stand_in_size),
     ):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -271,11 +286,19 @@ def measure_cost(
         samplers = {method: full_sampler(method, task) for method in methods}
     network = "ADM, FFHQ-256 options, random weights" if prior is None else type(prior).__name__
     prior = random_adm_prior(device, seed) if prior is None else prior
-    problem = observation(task, device, seed, tuple(prior.sample_shape))
+    shape = tuple(prior.sample_shape)
+    problem = observation(task, device, seed, shape)
     rows = []
     stand_in = StandIn(prior)
+    small_shape, scale = shape, 1.0
+    if stand_in_size is not None:
+        small_shape = (*shape[:-2], stand_in_size, stand_in_size)
+        scale = math.prod(shape) / math.prod(small_shape)
+    small = StandIn(prior, small_shape)
+    small_problem = observation(task, device, seed, small_shape)
     for method, sampler in samplers.items():
-        full_seconds, counted = _timed_run(sampler, stand_in, problem, [seed], device)
+        small_seconds, counted = _timed_run(sampler, small, small_problem, [seed], device)
+        full_seconds = scale * small_seconds
         full_calls = (counted.nfe_forward, counted.nfe_backward)
         short = truncated(sampler, steps, gradient_steps, chain_points)
         short_seconds = {1: _timed_run(short, stand_in, problem, [seed], device)[0]}
@@ -326,18 +349,27 @@ def measure_cost(
         task,
         network,
         (load_start, os.getloadavg()[0]),
+        "cpu" if device.type == "cpu" else "wall",
+        stand_in_size,
     )
 
 
 def _timed_run(
     sampler: Sampler, prior: Denoiser, problem: Problem, seeds: list[int], device: torch.device
 ) -> tuple[float, Cost]:
-    """Wall seconds (device synchronised) and cost of one run."""
+    """Seconds (:func:`_clock`; device synchronised) and cost of one run."""
+    clock = _clock(device)
     _synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     cost = sampler.sample(prior, problem, seeds, device=device).cost
     _synchronize(device)
-    return time.perf_counter() - start, cost
+    return clock() - start, cost
+
+
+def _clock(device: torch.device) -> Callable[[], float]:
+    """CPU runs: the process's CPU time (all its threads), which other processes' load does not
+    inflate; accelerators: wall time."""
+    return time.process_time if device.type == "cpu" else time.perf_counter
 
 
 def _synchronize(device: torch.device) -> None:
@@ -374,7 +406,8 @@ def format_table(report: CostReport) -> str:
         f"{report.network}, task {report.task}, {report.device} ({report.machine}), "
         f"{report.precision}, {report.threads} threads, torch {report.torch_version}, "
         f"Python {report.python_version}; load average {report.load_average[0]:.1f} at the "
-        f"start, {report.load_average[1]:.1f} at the end"
+        f"start, {report.load_average[1]:.1f} at the end; {report.clock} seconds"
+        + ("" if report.stand_in_size is None else f"; stand-in run at {report.stand_in_size} px")
     )
     header = (
         "| method | batch | timed outer steps | t_f (s/row) | t_b (s/row) | full run: forward + "
