@@ -174,7 +174,7 @@ def test_save_samples_writes_pngs_and_arrays(kde_prior, tmp_path):
 
 def test_cli_single_image_saves_samples_and_prints_the_baseline(prior_dir, tmp_path, capsys):
     argv = ["restore", "--test-image", "0", "--task", "sr4", "--prior", str(prior_dir)]
-    argv += ["--samples", "2", "--nfe", "30", "--out", str(tmp_path / "g.png")]
+    argv += ["--samples", "2", "-K", "5", "--out", str(tmp_path / "g.png")]
     try:
         assert main([*argv, "--save-samples", str(tmp_path / "s"), "--quiet"]) == 0
     except FileNotFoundError:
@@ -242,7 +242,7 @@ def test_cli_folder_glob_and_refusals(prior_dir, tmp_path, capsys):
     _write_pngs(tmp_path / "in", 2, size=128, mode="RGB")
     out = tmp_path / "out"
     base = ["restore", "--task", "box_inpainting", "--prior", str(prior_dir), "--samples", "1"]
-    base += ["--nfe", "30", "--quiet"]
+    base += ["--preset", "fast", "--quiet"]
     assert main([*base, str(tmp_path / "in" / "*.png"), "--out-dir", str(out), "-K", "5"]) == 0
     printed = capsys.readouterr().out
     assert "restored 2 images" in printed and "do-nothing baseline (zero filling" in printed
