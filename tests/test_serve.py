@@ -142,7 +142,8 @@ def test_restore_job_reports_progress_and_writes_its_outputs(prior, tmp_path):
     assert grid.shape == (128, 2 * 128 + 4) and grid.dtype == np.uint8
     tiles, downloads = work.write_restoration(first, tmp_path, "mgdm")
     captions = [caption for _, caption in tiles]
-    assert captions[:2] == ["clean", "y"] and captions[-2].startswith("mean")
+    assert captions[:2] == ["clean", "y"] and captions[4].startswith("mean")
+    assert captions[5].startswith("std") and captions[6].startswith("no prior: bicubic")
     assert [c.split(",")[0] for c in captions[2:4]] == ["sample 0", "sample 1"]
     sizes = {caption: Image.open(path).size for path, caption in tiles}
     assert sizes["clean"] == (32, 32) and sizes["y"] == (8, 8)

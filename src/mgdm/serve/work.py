@@ -217,7 +217,7 @@ def write_restoration(
 ) -> tuple[list[tuple[str, str]], list[Path]]:
     """PNGs of ``result`` at the prior's size in ``folder``, as gallery tiles ``(path, caption)``
     (clean, observation, each sample with its PSNR, the mean, the per-pixel std scaled to its
-    maximum), and the downloads: ``{label}-grid.png`` (:func:`mgdm.restore.write_grid`) and
+    maximum, the do-nothing baseline where the task has one), and the downloads: ``{label}-grid.png`` (:func:`mgdm.restore.write_grid`) and
     ``{label}-samples.npy`` (float32 ``[N, C, H, W]`` in ``[-1, 1]``)."""
     from mgdm.restore import write_grid
 
@@ -239,6 +239,9 @@ def write_restoration(
     top = float(std.max())
     scaled = (std / top if top > 0 else std).numpy()
     tile("std", (scaled * 255).round().astype(np.uint8), f"std (max {top:.2f})")
+    if result.baseline is not None:
+        score = f", {result.baseline_psnr:.1f} dB" if result.baseline_psnr is not None else ""
+        tile("baseline", image_array(result.baseline), f"no prior: {result.baseline_method}{score}")
     grid = write_grid([result], folder / f"{label}-grid.png")
     samples = folder / f"{label}-samples.npy"
     with atomic_path(samples) as temporary:
@@ -259,7 +262,8 @@ def estimate_grid(estimate: Tensor, prior: Denoiser, most: int = 8, zoom: int = 
 
 
 def scores_text(result: Restoration) -> str:
-    """A Markdown line: sampler cost, and PSNR/SSIM of the samples and the mean."""
+    """A Markdown line: sampler cost, and PSNR/SSIM of the samples, the mean and the do-nothing
+    baseline."""
     cost = result.cost
     text = (
         f"{result.samples.shape[0]} samples, {cost.nfe_total:.0f} network calls per sample "
@@ -271,6 +275,11 @@ def scores_text(result: Restoration) -> str:
             f"; PSNR {float(result.psnr.mean()):.2f} dB / SSIM {float(result.ssim.mean()):.3f} "
             f"(mean over samples), posterior mean {result.psnr_mean:.2f} dB / "
             f"{result.ssim_mean:.3f}"
+        )
+    if result.baseline_psnr is not None and result.baseline_ssim is not None:
+        text += (
+            f"; without a prior ({result.baseline_method}) {result.baseline_psnr:.2f} dB / "
+            f"{result.baseline_ssim:.3f}"
         )
     return text
 
