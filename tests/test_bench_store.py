@@ -95,3 +95,26 @@ def test_arrays_round_trip_in_float16():
     blob, shape = encode_array(array)
     assert shape == "2,3,4" and len(blob) == 2 * 24
     torch.testing.assert_close(decode_array(blob, shape), array.half().float(), rtol=0, atol=0)
+
+
+def test_a_configuration_stored_before_a_field_was_added_still_matches():
+    """Rows stored before a configuration gained a field (MGDM's ``fit``) resume as long as the
+    run keeps the new field at its default; any other difference is refused."""
+    import json
+    from dataclasses import asdict, replace
+
+    from mgdm.bench.store import config_json, config_matches
+    from mgdm.samplers.mgdm import preset
+
+    config = preset("default")
+    old = asdict(config)
+    del old["fit"], old["fit_particles"]
+    stored = json.dumps(old, sort_keys=True, default=str)
+    assert config_matches(stored, config, config_json(config))
+    changed = replace(config, fit="exact")
+    assert not config_matches(stored, changed, config_json(changed))
+    other = replace(config, num_steps=50)
+    assert not config_matches(stored, other, config_json(other))
+    assert not config_matches(stored, None, config_json(config))  # no object: texts must match
+    removed = json.dumps({**old, "gone": 1}, sort_keys=True)
+    assert not config_matches(removed, config, config_json(config))

@@ -78,7 +78,7 @@ from mgdm.bench.runtime import (
     resolve_device,
 )
 from mgdm.bench.seeds import name_key, parse_seeds
-from mgdm.bench.store import config_json
+from mgdm.bench.store import config_json, config_matches
 from mgdm.checkpoints import file_sha256
 from mgdm.operators.mixing import Mixing
 from mgdm.operators.noise import GaussianNoise
@@ -515,7 +515,10 @@ def _check_configs(stored: Sequence[AudioRow], plans: dict[str, Plan], db: Path)
     another configuration than the one this run would use."""
     for row in stored:
         plan = plans.get(row.sampler)
-        if row.status != "skipped" and plan is not None and row.config != plan.config:
+        if row.status == "skipped" or plan is None:
+            continue
+        current = plan.sampler.config if plan.sampler is not None else None
+        if not config_matches(row.config, current, plan.config):
             raise ValueError(
                 f"{db} holds {row.sampler!r} separations made with another configuration; use "
                 "another database or another sampler label."

@@ -21,7 +21,7 @@ from dataclasses import astuple, fields
 from pathlib import Path
 
 from mgdm.bench.gmm import GMMRow
-from mgdm.bench.store import CellStore
+from mgdm.bench.store import CellStore, config_matches
 
 SCHEMA_VERSION = 1
 """Version of the tables; a database of another version is refused."""
@@ -80,12 +80,19 @@ def stored_cells(connection: sqlite3.Connection) -> dict[tuple[str, int, int, in
     return {(r.sampler, r.dim, r.obs_dim, r.seed): r for r in rows}
 
 
-def check_configs(connection: sqlite3.Connection, configs: Mapping[str, str], path: Path) -> None:
+def check_configs(
+    connection: sqlite3.Connection,
+    configs: Mapping[str, str],
+    path: Path,
+    objects: Mapping[str, object] | None = None,
+) -> None:
     """``ValueError`` when a sampler label is stored with another configuration than this run's
-    (``configs``: label -> config JSON)."""
+    (``configs``: label -> config JSON; ``objects``: label -> the configuration itself, so that a
+    field added since the cells were stored is accepted at its default, :func:`config_matches`)."""
+    objects = objects or {}
     for label, config in configs.items():
         stored = {c for (c,) in STORE.select(connection, ("config",), {"sampler": label})}
-        if stored and stored != {config}:
+        if not all(config_matches(c, objects.get(label), config) for c in stored):
             raise ValueError(
                 f"{path} holds cells of {label!r} with another configuration than this run's; "
                 "give the sampler another label (e.g. --mgdm-label) or use another --db."

@@ -65,7 +65,7 @@ from mgdm.bench.runtime import (
     resolve_device,
 )
 from mgdm.bench.seeds import name_key, parse_seeds
-from mgdm.bench.store import config_json, encode_array, rank_path
+from mgdm.bench.store import config_json, config_matches, encode_array, rank_path
 from mgdm.data.fashion_mnist import load_fashion_mnist
 from mgdm.metrics.fashion_classifier import (
     SHIPPED_CLASSIFIER_DIR,
@@ -693,8 +693,12 @@ def _check_stored_configs(
     stored = stored_configs(db, setting)
     for task in tasks:
         for variant in variants:
-            configs = stored.get((task, variant.label))
-            if configs and configs != {runner.plan(task, variant).config}:
+            plan = runner.plan(task, variant)
+            current = plan.sampler.config if plan.sampler is not None else None
+            if not all(
+                config_matches(c, current, plan.config)
+                for c in stored.get((task, variant.label), ())
+            ):
                 raise ValueError(
                     f"{db} holds {variant.label!r} cells of task {task!r} sampled with another "
                     "configuration; use another database or another sampler label."

@@ -23,7 +23,7 @@ import re
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,33 @@ def decode_array(blob: bytes, shape: str) -> Tensor:
 def config_json(config: object) -> str:
     """A sampler configuration (a dataclass) as canonical JSON."""
     return json.dumps(asdict(config), sort_keys=True, default=str)
+
+
+def config_matches(stored: str, config: object | None, current: str) -> bool:
+    """Whether a configuration stored by :func:`config_json` is this run's (``config``, whose
+    JSON is ``current``): equal field by field, where a field the stored JSON lacks (a field added
+    to the configuration since the row was stored) must hold its default. Without ``config`` (a
+    sampler that cannot run), the JSON texts must be equal."""
+    if stored == current:
+        return True
+    if config is None or not is_dataclass(config):
+        return False
+    old, new = json.loads(stored), json.loads(current)
+    if set(old) - set(new):
+        return False
+    defaults = json.loads(config_json(type(config)())) if _has_defaults(type(config)) else {}
+    return all(
+        old[key] == value if key in old else defaults.get(key, _MISSING) == value
+        for key, value in new.items()
+    )
+
+
+_MISSING = object()
+
+
+def _has_defaults(cls: type) -> bool:
+    """Whether every field of the dataclass ``cls`` has a default (it can be built bare)."""
+    return all(f.default is not MISSING or f.default_factory is not MISSING for f in fields(cls))
 
 
 def rank_path(path: Path | str, rank: int) -> Path:

@@ -164,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     mgdm_config = mgdm_config_from_args(args, "gmm")  # checked even when no MGDM runs
     samplers = []
     configs: dict[str, str] = {}
+    objects: dict[str, object] = {}
     for name in parse_sampler_list(args.samplers, domain="vector"):
         label = name
         if name == "mgdm":
@@ -176,12 +177,13 @@ def run(args: argparse.Namespace) -> int:
             sampler = sampler.with_budget(args.budget)
         samplers.append((label, fitted_to_problem(sampler)))
         configs[label] = config_json(sampler.config)
+        objects[label] = sampler.config
     on_rows = (lambda rows: write_json(rows, args.json)) if args.json else None
     with contextlib.ExitStack() as stack:
         done, on_cell = {}, None
         if args.db:
             connection = stack.enter_context(closing(STORE.open(args.db, settings)))
-            check_configs(connection, configs, Path(args.db))
+            check_configs(connection, configs, Path(args.db), objects)
             done = stored_cells(connection)
 
             def on_cell(row: GMMRow) -> None:

@@ -160,7 +160,8 @@ def _run_cells(args: argparse.Namespace, samplers: list[tuple[str, Sampler]]) ->
         done, on_cell = {}, None
         if args.db:
             connection = stack.enter_context(closing(STORE.open(args.db, settings)))
-            check_configs(connection, configs, Path(args.db))
+            objects = {label: sampler.config for label, sampler in samplers}
+            check_configs(connection, configs, Path(args.db), objects)
             done = stored_cells(connection)
 
             def on_cell(row: GMMRow) -> None:

@@ -3,7 +3,7 @@
 For a prior ``p_0 = sum_i w_i N(mu_i, lam_i I)`` (a :class:`GaussianMixture` with isotropic
 components, or a kernel-density prior) and ``y = A x_0 + sigma_y e`` with ``A = U diag(s) V^T``,
 the intermediate potential that MGDM approximates by ``g(D_t(x_t))`` is available in closed form
-(docs/algorithms/mgdm.md §11). With ``a = abar_t``, ``gamma_i = a lam_i + 1 - a``, the
+(docs/algorithms/mgdm.md §12). With ``a = abar_t``, ``gamma_i = a lam_i + 1 - a``, the
 responsibilities ``r_i(x)`` of the noised mixture, the component gains ``k_i = sqrt(a) lam_i /
 gamma_i`` and variances ``v_i = lam_i (1 - a) / gamma_i``::
 

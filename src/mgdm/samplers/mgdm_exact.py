@@ -4,7 +4,8 @@ MGDM's step 1 draws ``x_ell`` from ``pi(x) ∝ N(x; m, s^2 I) G(x)``, where ``N(
 bridge ``Q^1[0->t](x_ell | x_0, x_t)`` and ``G`` the potential (``g(D_ell(x))``, or the exact
 ``g_ell``); the practical sampler replaces ``pi`` by a diagonal Gaussian fitted with Adam. This
 module draws from ``pi`` itself, up to the error of self-normalised importance resampling with
-``N`` particles, so that the ladder (docs/benchmarks.md §1.6) can measure what the fit costs.
+``N`` particles, so that the ladder (docs/algorithms/mgdm.md §12, docs/benchmarks.md §1.6) can measure what
+the fit costs.
 
 Proposal (in the spectral coordinates ``z = V^T x`` of the operator ``A = U diag(s) V^T``, where
 the Gauss-Newton curvature ``h_j`` of ``-log G`` is diagonal, :meth:`ExactNoisyLikelihood.curvature`):
