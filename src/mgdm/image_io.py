@@ -1,6 +1,8 @@
-"""Reading images and observations from files, converted to what a prior expects.
+"""Reading images and observations from files, converted to what a prior expects; listing the
+images of a folder or glob; writing images and arrays.
 
-Pixels map linearly from ``{0, …, 255}`` to ``[-1, 1]`` (``x = p / 127.5 - 1``). Observations are
+Pixels map linearly from ``{0, …, 255}`` to ``[-1, 1]`` (``x = p / 127.5 - 1``; written back as
+``round(127.5 (x + 1))``). Observations are
 ``.npy`` arrays (read with ``allow_pickle=False``) in the units of ``A(x)``, or, for tasks whose
 observation is an image, an image file.
 
