@@ -144,6 +144,9 @@ def test_warning_names_grey_conversion_large_resizes_and_shipped_priors(tmp_path
     grey = convert_image(tmp_path / "grey.png", SHAPE)
     assert not grey.colour_to_grey and grey.resize_factor == pytest.approx(1.25)
     assert input_warning(grey, tmp_path) is None  # an own prior, a small resize: nothing
+    (tmp_path / "MODEL_CARD.md").write_text("# Faces DDPM (256 x 256)\n\nText.\n")
+    assert "the prior of" in input_warning(converted, tmp_path)
+    assert "(Faces DDPM (256 x 256))" in input_warning(converted, tmp_path)
     shipped = input_warning(grey, "fashion-mnist")
     assert shipped is not None and "Fashion-MNIST" in shipped and "--prior DIR" in shipped
     small = ConvertedImage(torch.zeros(SHAPE), ("resized 8x8 to 32x32",), False, 4.0)
@@ -251,6 +254,10 @@ def test_cli_folder_glob_and_refusals(prior_dir, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["img0", "img1"]
     assert main([*base, str(tmp_path / "in"), "--out-dir", str(out), "-K", "5"]) == 0
     assert "restored 0 images" in capsys.readouterr().out
+    inner = tmp_path / "in" / "restored"  # a glob reaching into the outputs leaves them out
+    assert main([*base, str(tmp_path / "in" / "**" / "*.png"), "--out-dir", str(inner)]) == 0
+    assert main([*base, str(tmp_path / "in" / "**" / "*.png"), "--out-dir", str(inner)]) == 0
+    assert "left out 10 files inside" in capsys.readouterr().out  # 5 PNGs per image
     refusals = {
         "names a folder or a pattern": [str(tmp_path / "in")],
         "restore one image": [str(tmp_path / "in"), "--out-dir", str(out), "--out", "g.png"],

@@ -499,17 +499,22 @@ def restore_files(
     complete, so ``out_dir/NAME/`` exists only finished. A rerun skips finished images, after
     checking that they were made with the same settings (a ``ValueError`` names the first that
     differs). ``batch_size`` images (``batch_size * samples`` samples) run per sampler call; an
-    image's samples do not depend on the batch. ``nfe``: as in :func:`restore`; ``log``: called
-    with one line per image (``None``: silent)."""
+    image's samples do not depend on the batch. Inputs inside ``out_dir`` (a glob that reaches
+    into it) are left out. ``nfe``: as in :func:`restore`; ``log``: called with one line per
+    image (``None``: silent)."""
     from mgdm.files import check_output_dir
 
     say = log or (lambda line: None)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"the batch size must be a whole number >= 1; got {batch_size!r}.")
-    inputs = [Path(p) for p in paths]
+    out_dir = check_output_dir(out_dir, "--out-dir")
+    given = [Path(p) for p in paths]
+    inside = out_dir.resolve()
+    inputs = [p for p in given if inside not in p.resolve().parents]  # not our own outputs
+    if len(inputs) < len(given):
+        say(f"left out {len(given) - len(inputs)} files inside {out_dir} (outputs of a restore)")
     if not inputs:
         raise ValueError("no image to restore.")
-    out_dir = check_output_dir(out_dir, "--out-dir")
     folders = output_folders(inputs, out_dir)
     with torch_threads(threads):
         spec = None if isinstance(prior, Denoiser) else str(prior)
