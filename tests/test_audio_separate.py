@@ -70,6 +70,21 @@ def test_windows_and_overlap_add_reconstruct(samples: int, overlap: int) -> None
     torch.testing.assert_close(stems.sum(0), signal)
 
 
+def test_windows_of_several_channels_share_their_seeds() -> None:
+    signal = torch.randn(2, 200, generator=torch.Generator().manual_seed(0))
+    seen: list[int] = []
+
+    def separate(batch: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        seen.extend(seeds)
+        return torch.stack([batch, -batch], dim=1)
+
+    stems = separate_windows(separate, signal, LENGTH, 32, batch_size=3, seed=5)
+    assert stems.shape == (2, 2, 200)
+    torch.testing.assert_close(stems[0], signal)
+    half = len(seen) // 2
+    assert seen[:half] == seen[half:] and len(set(seen[:half])) == half  # per window, per channel
+
+
 # --- resampling --------------------------------------------------------------------------
 
 

@@ -218,17 +218,26 @@ def separate_windows(
     progress: bool = False,
 ) -> Tensor:
     """Apply ``separate(windows [b, length], seeds) -> [b, S, length]`` to the windows of
-    ``mix`` ``[N]``, ``batch_size`` at a time, and overlap-add: ``[S, N]``.
+    ``mix`` (``[N]``, or ``[C, N]``: the windows of every channel), ``batch_size`` at a time, and
+    overlap-add: ``[S, N]`` or ``[S, C, N]``.
 
-    Window ``i`` gets the seed ``derive_seed(seed, i)``, whatever batch it runs in.
+    Window ``i`` of every channel gets the seed ``derive_seed(seed, i)``, whatever batch it runs
+    in (the channels share their windows' seeds: module docstring, *Why each channel*).
     """
-    windows = split_windows(mix, length, overlap)
+    channels = mix[None] if mix.dim() == 1 else mix
+    per_channel = [split_windows(channel, length, overlap) for channel in channels]
+    count = per_channel[0].shape[0]
+    windows = torch.cat(per_channel)  # [C * count, length], channel-major
+    seeds = [derive_seed(seed, i) for _ in channels for i in range(count)]
     outputs = []
     batches = range(0, windows.shape[0], batch_size)
     for start in tqdm(batches, desc="separate", unit="batch", disable=not progress):
-        indices = list(range(start, min(start + batch_size, windows.shape[0])))
-        outputs.append(separate(windows[indices], [derive_seed(seed, i) for i in indices]))
-    return overlap_add(torch.cat(outputs), mix.shape[-1], overlap)
+        stop = min(start + batch_size, windows.shape[0])
+        outputs.append(separate(windows[start:stop], seeds[start:stop]))
+    # [C * count, S, length] -> windows [count, C, S, length] -> [C, S, N] -> [S, C, N]
+    stems = torch.cat(outputs).reshape(len(channels), count, -1, length).transpose(0, 1)
+    stems = overlap_add(stems, mix.shape[-1], overlap).transpose(0, 1)
+    return stems[:, 0] if mix.dim() == 1 else stems
 
 
 def separate_tensor(
@@ -315,14 +324,8 @@ def separate_tensor(
                 )
             return stems.cpu()
 
-        stems = torch.stack(
-            [
-                separate_windows(
-                    separate, channel, length, overlap_samples, batch_size, seed, progress
-                )
-                for channel in at_prior
-            ],
-            dim=1,
+        stems = separate_windows(
+            separate, at_prior, length, overlap_samples, batch_size, seed, progress
         )  # [S, C, samples] at the prior's rate
         if sample_rate != prior.sample_rate:
             stems = resample(stems.to(torch.float64), prior.sample_rate, sample_rate)
