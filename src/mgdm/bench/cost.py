@@ -17,7 +17,8 @@ forward+backward network calls per sample) takes hours on a CPU, so :func:`measu
    with the FFHQ-256 options (:data:`mgdm.priors.adm.FFHQ_256`; its zero-initialised output
    layer is drawn at random too, so no call is trivial) at batch ``b``, and again on the
    stand-in (``a_b`` seconds; ``a_1`` at batch 1). Each forward-only network call is timed
-   (with a device synchronisation around it, in this benchmark only): ``t_f`` seconds per row.
+   (with a device synchronisation around it, in this benchmark only; one untimed forward and
+   one untimed VJP at each batch size come first): ``t_f`` seconds per row.
    The rest of the run less ``a_b``, divided by its forward+backward rows, is ``t_b`` seconds
    per row: the network's VJP with its forward pass.
 3. **Extrapolation.** Seconds per sample of the full run at batch ``b``:
@@ -296,6 +297,8 @@ def measure_cost(
         scale = math.prod(shape) / math.prod(small_shape)
     small = StandIn(prior, small_shape)
     small_problem = observation(task, device, seed, small_shape)
+    for batch in batches:  # the first calls at a shape set up kernels and memory: not timed
+        _warm_up(prior, batch, device)
     for method, sampler in samplers.items():
         small_seconds, counted = _timed_run(sampler, small, small_problem, [seed], device)
         full_seconds = scale * small_seconds
@@ -364,6 +367,18 @@ def _timed_run(
     cost = sampler.sample(prior, problem, seeds, device=device).cost
     _synchronize(device)
     return clock() - start, cost
+
+
+def _warm_up(prior: Denoiser, batch: int, device: torch.device) -> None:
+    """One forward-only and one forward+backward network call at ``batch``, untimed."""
+    x = torch.zeros(batch, *prior.sample_shape, device=device)
+    t = torch.full((batch,), 500, dtype=torch.int64, device=device)
+    with torch.no_grad():
+        prior.epsilon(x, t)
+    x.requires_grad_(True)
+    with torch.enable_grad():
+        torch.autograd.grad(prior.epsilon(x, t).sum(), x)
+    _synchronize(device)
 
 
 def _clock(device: torch.device) -> Callable[[], float]:
