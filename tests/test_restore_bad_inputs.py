@@ -142,7 +142,7 @@ CASES: dict[str, tuple[list[str], str]] = {
         ["{d}/clean.png", "--task", "sr4", "--sampler", "dps", "-M", "3"],
         "--sampler mgdm only",
     ),
-    "--nfe below the minimum": (["{d}/clean.png", "--task", "sr4", "--nfe", "1"], "1"),
+    "--nfe below the minimum": (["{d}/clean.png", "--task", "sr4", "--nfe", "1"], "minimum"),
 }
 
 
