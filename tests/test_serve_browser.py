@@ -44,6 +44,9 @@ CHROME_FLAGS = (
 
 missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
 pytestmark = [
+    # one server and one browser: under `pytest -n 2 --dist loadgroup` (make test) the whole
+    # module runs in one worker instead of starting both twice
+    pytest.mark.xdist_group("serve-browser"),
     pytest.mark.skipif(
         bool(missing),
         reason=f"{', '.join(missing)} missing: apt-get install chromium chromium-driver "
