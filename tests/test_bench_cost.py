@@ -49,6 +49,7 @@ def report():
         chain_points=2,
         prior=prior,
         samplers=small_samplers(),
+        device="cpu",
     )
 
 
@@ -85,7 +86,9 @@ def test_rows_counts_and_extrapolation(report) -> None:
 def test_a_smaller_stand_in_run() -> None:
     prior = EpsilonNetworkPrior(TinyEpsilon(), SHAPE)
     small = {"dps": DPS(DPSConfig(num_steps=5, gamma=1.0))}
-    report = measure_cost(batches=(1,), steps=1, prior=prior, samplers=small, stand_in_size=8)
+    report = measure_cost(
+        batches=(1,), steps=1, prior=prior, samplers=small, stand_in_size=8, device="cpu"
+    )
     (row,) = report.rows
     assert row.full_calls == (1, 3) and row.sampler_seconds > 0
     assert (report.stand_in_size, report.clock) == (8, "cpu")

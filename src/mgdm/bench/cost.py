@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from mgdm.bench.runtime import measure_peak_memory, reset_peak_memory
-from mgdm.devices import current_precision
+from mgdm.devices import current_precision, resolve_device
 from mgdm.evaluate.prior import machine_description
 from mgdm.operators.noise import GaussianNoise
 from mgdm.priors.adm import FFHQ_256, ADMUNet
@@ -248,7 +248,7 @@ def measure_cost(
     steps: int = 2,
     *,
     task: str = "sr4",
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
     gradient_steps: int | None = None,
     chain_points: int | None = None,
     seed: int = 0,
@@ -258,7 +258,8 @@ def measure_cost(
     log: Callable[[str], object] | None = None,
 ) -> CostReport:
     """Time ``steps`` outer steps of each method at each batch size and extrapolate (module
-    docstring). ``gradient_steps``/``chain_points``: MGDM's Adam steps and chain points per timed
+    docstring) on ``device`` (default ``auto``: CUDA where present, else the CPU).
+    ``gradient_steps``/``chain_points``: MGDM's Adam steps and chain points per timed
     outer step (``None``: the preset's). ``prior``: an image prior on ``device`` to measure
     instead of the random-weights FFHQ-256 ADM; ``samplers``: the full configurations by label
     (MGDM or DPS; default: :func:`full_sampler` of each of ``methods``); ``stand_in_size``: run
@@ -269,7 +270,7 @@ def measure_cost(
     precision
     (:func:`mgdm.devices.use_precision`). ``log``: called with one line per measurement."""
     say = log or (lambda line: None)
-    device = torch.device(device)
+    device = resolve_device(device)
     load_start = os.getloadavg()[0]
     for name, value in (
         ("steps", steps),
