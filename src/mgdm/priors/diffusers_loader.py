@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mgdm.checkpoints import mismatch_message, one_line, read_json_object
+from mgdm.checkpoints import mismatch_message, one_line, read_json_object, read_state_dict
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, Schedule
 from mgdm.priors.neural import PREDICTIONS, EpsilonNetworkPrior, ddpm_betas
 from mgdm.priors.timescale import schedule_from_training_betas, with_time_scale
@@ -282,6 +282,8 @@ def load_diffusers_unet(unet_dir: Path | str, device: torch.device | str = "cpu"
         raise FileNotFoundError(
             f"no weights in {unet_dir}: expected one of {', '.join(WEIGHT_FILES)}."
         )
+    if weights.suffix == ".bin":  # a pickle: refused in our words before diffusers reads it
+        read_state_dict(weights)
     return from_pretrained_checked(UNet2DModel, unet_dir, f"weights {weights}").to(device)
 
 
