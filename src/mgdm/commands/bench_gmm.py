@@ -31,6 +31,7 @@ from mgdm.bench.store import config_json
 from mgdm.commands.arguments import add_device_option, positive_float, positive_int
 from mgdm.commands.mgdm_options import add_mgdm_options, mgdm_config_from_args, preset_name
 from mgdm.files import check_output_file
+from mgdm.samplers.base import Sampler
 from mgdm.samplers.registry import build_sampler, parse_sampler_list, sampler_class, sampler_names
 
 
@@ -121,14 +122,20 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
 
 
 DATABASE_SUFFIXES = (".sqlite", ".db")
-"""``gmm-table`` reads a file with one of these suffixes as a database, any other as JSON."""
+"""The tables read a file with one of these suffixes as a database, any other as JSON."""
+
+
+def read_rows(files: list[str]) -> list[GMMRow]:
+    """The rows of JSON files (``--json``) and databases (``--db``, by suffix)."""
+    rows: list[GMMRow] = []
+    for path in files:
+        is_database = Path(path).suffix.lower() in DATABASE_SUFFIXES
+        rows.extend(read_gmm_db(path) if is_database else read_json(path))
+    return rows
 
 
 def print_table(args: argparse.Namespace) -> int:
-    rows = []
-    for path in args.files:
-        is_database = Path(path).suffix.lower() in DATABASE_SUFFIXES
-        rows.extend(read_gmm_db(path) if is_database else read_json(path))
+    rows = read_rows(args.files)
     if args.only_samplers:
         keep = {name.strip() for name in args.only_samplers.split(",")}
         rows = [r for r in rows if r.sampler in keep]
@@ -149,8 +156,9 @@ def print_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    seeds = parse_seeds(args.seeds)
+def check_problem_options(args: argparse.Namespace) -> None:
+    """One-line ``ValueError`` for ``--samples`` below 2, an odd or too small ``--dim``, or a
+    ``--json`` path that cannot be written (shared by every command on these problems)."""
     if args.samples < 2:
         raise ValueError(f"--samples must be >= 2; got {args.samples}.")
     for d in args.dim:
@@ -158,26 +166,19 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--dim values must be even integers >= 2; got {d}.")
     if args.json:
         check_output_file(args.json, "--json", (".json",))
+
+
+def run_gmm_cells(args: argparse.Namespace, samplers: list[tuple[str, Sampler]]) -> list[GMMRow]:
+    """Run the labelled ``samplers`` on the problems of ``args`` (``--dim``, ``--obs-dim``,
+    ``--seeds``, ``--samples``, ``--directions``, ``--device``), each fitted to its problem;
+    resume from and write to ``--db`` (finished cells skipped, a label stored with another
+    configuration refused) and ``--json`` (after each problem)."""
+    seeds = parse_seeds(args.seeds)
     settings = run_settings(args.samples, args.directions)
     if args.db:
         STORE.check(args.db, settings)
-    mgdm_config = mgdm_config_from_args(args, "gmm")  # checked even when no MGDM runs
-    samplers = []
-    configs: dict[str, str] = {}
-    objects: dict[str, object] = {}
-    for name in parse_sampler_list(args.samplers, domain="vector"):
-        label = name
-        if name == "mgdm":
-            sampler = sampler_class(name)(mgdm_config)
-            preset = preset_name(args)
-            label = args.mgdm_label or ("mgdm" if preset == "default" else f"mgdm-{preset}")
-        else:
-            sampler = build_sampler(name, "gmm")
-        if args.budget is not None:
-            sampler = sampler.with_budget(args.budget)
-        samplers.append((label, fitted_to_problem(sampler)))
-        configs[label] = config_json(sampler.config)
-        objects[label] = sampler.config
+    configs = {label: config_json(sampler.config) for label, sampler in samplers}
+    objects = {label: sampler.config for label, sampler in samplers}
     on_rows = (lambda rows: write_json(rows, args.json)) if args.json else None
     with contextlib.ExitStack() as stack:
         done, on_cell = {}, None
@@ -189,11 +190,11 @@ def run(args: argparse.Namespace) -> int:
             def on_cell(row: GMMRow) -> None:
                 insert_row(connection, row, configs[row.sampler], time.time())
 
-        rows = run_benchmark(
+        return run_benchmark(
             args.dim,
             args.obs_dim,
             seeds,
-            samplers,
+            [(label, fitted_to_problem(sampler)) for label, sampler in samplers],
             args.samples,
             args.directions,
             args.device,
@@ -202,5 +203,22 @@ def run(args: argparse.Namespace) -> int:
             done=done,
             on_cell=on_cell,
         )
-    sys.stdout.write(summary_table(rows) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_problem_options(args)
+    mgdm_config = mgdm_config_from_args(args, "gmm")  # checked even when no MGDM runs
+    samplers: list[tuple[str, Sampler]] = []
+    for name in parse_sampler_list(args.samplers, domain="vector"):
+        label = name
+        if name == "mgdm":
+            sampler = sampler_class(name)(mgdm_config)
+            preset = preset_name(args)
+            label = args.mgdm_label or ("mgdm" if preset == "default" else f"mgdm-{preset}")
+        else:
+            sampler = build_sampler(name, "gmm")
+        if args.budget is not None:
+            sampler = sampler.with_budget(args.budget)
+        samplers.append((label, sampler))
+    sys.stdout.write(summary_table(run_gmm_cells(args, samplers)) + "\n")
     return 0
