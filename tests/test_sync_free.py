@@ -255,6 +255,7 @@ def cuda_image_case() -> tuple[object, object]:
 
 
 EDM_SYNC = "priors/edm.py copies each call's time to the device (EDMDenoiser.denoise)"
+SVD_SYNC = "operators/base.py copies its SVD tables (basis, permutation) to the device per call"
 
 
 @pytest.mark.device
@@ -263,10 +264,10 @@ EDM_SYNC = "priors/edm.py copies each call's time to the device (EDMDenoiser.den
     "name",
     [
         "dps",
-        "pgdm",
-        "ddnm",
-        "diffpir",
         "reddiff",
+        pytest.param("pgdm", marks=pytest.mark.xfail(reason=SVD_SYNC, strict=False)),
+        pytest.param("ddnm", marks=pytest.mark.xfail(reason=SVD_SYNC, strict=False)),
+        pytest.param("diffpir", marks=pytest.mark.xfail(reason=SVD_SYNC, strict=False)),
         pytest.param("daps", marks=pytest.mark.xfail(reason=EDM_SYNC, strict=False)),
         pytest.param("pnpdm", marks=pytest.mark.xfail(reason=EDM_SYNC, strict=False)),
         pytest.param(
