@@ -82,6 +82,14 @@ def sample_seeds(seed: int, count: int, image: int = 0) -> list[int]:
     return [derive_seed(seed, _SAMPLE_STREAM, image, n) for n in range(count)]
 
 
+def resolve_sampler(sampler: Sampler | str, task_name: str, nfe: float | None = None) -> Sampler:
+    """``sampler``, built from its registered name with the task's Reference defaults (and for
+    MGDM the ``default`` preset) when it is a name; then rescaled to ``nfe`` network calls per
+    sample (:meth:`mgdm.samplers.base.Sampler.with_budget`) unless ``nfe`` is ``None``."""
+    sampler = build_sampler(sampler, task=task_name) if isinstance(sampler, str) else sampler
+    return sampler if nfe is None else sampler.with_budget(nfe)
+
+
 @dataclass(frozen=True)
 class Restoration:
     """The outcome of :func:`restore`.
@@ -238,9 +246,7 @@ def restore_batch(
                 f"the prior draws images of shape {list(prior_image_shape(prior))} but task "
                 f"{task.name!r} was built for {list(task.image_shape)}."
             )
-        sampler = build_sampler(sampler, task=task.name) if isinstance(sampler, str) else sampler
-        if nfe is not None:
-            sampler = sampler.with_budget(nfe)
+        sampler = resolve_sampler(sampler, task.name, nfe)
         repeated = observations.repeat_interleave(samples, dim=0)
         problem = prior.problem_in_sample_space(
             Problem(task.operator, repeated, GaussianNoise(sigma_y))
@@ -291,12 +297,26 @@ def summary_line(result: Restoration) -> str:
         f"{cost.nfe_forward:.0f} forward + {cost.nfe_backward:.0f} forward+backward network calls "
         f"per sample, {cost.seconds_per_sample:.2f} s per sample"
     )
-    if result.psnr is not None and result.ssim is not None:
-        text += (
-            f"; PSNR {float(result.psnr.mean()):.2f} dB / SSIM {float(result.ssim.mean()):.3f} "
-            f"(mean over samples), posterior mean {result.psnr_mean:.2f} dB / {result.ssim_mean:.3f}"
-        )
-    return text
+    return text + scores_clause(result)
+
+
+def scores_clause(result: Restoration) -> str:
+    """``"; PSNR … dB / SSIM … (mean over samples), posterior mean … dB / …"``: the samples'
+    mean scores and the posterior mean's; ``""`` without a clean image."""
+    if result.psnr is None or result.ssim is None or result.psnr_mean is None:
+        return ""
+    return (
+        f"; PSNR {float(result.psnr.mean()):.2f} dB / SSIM {float(result.ssim.mean()):.3f} "
+        f"(mean over samples), posterior mean {result.psnr_mean:.2f} dB / {result.ssim_mean:.3f}"
+    )
+
+
+def scaled_std(result: Restoration) -> tuple[Tensor, float]:
+    """The per-pixel std averaged over channels ``[H, W]``, divided by its maximum ``top``
+    (left as it is when ``top`` is 0), and ``top``: how the std is shown."""
+    std = result.std.mean(0)
+    top = float(std.max())
+    return (std / top if top > 0 else std), top
 
 
 def baseline_line(result: Restoration) -> str:
@@ -349,9 +369,8 @@ def write_grid(results: Sequence[Restoration], path: Path | str, titles: bool = 
             panels.append((display_image(sample), f"sample {n}{score}", "gray"))
         score = f"\n{result.psnr_mean:.1f} dB" if result.psnr_mean is not None else ""
         panels.append((display_image(result.mean), f"mean{score}", "gray"))
-        std = result.std.mean(0)
-        top = float(std.max())
-        panels.append((std / top if top > 0 else std, f"std (max {top:.2f})", "magma"))
+        std, top = scaled_std(result)
+        panels.append((std, f"std (max {top:.2f})", "magma"))
         for axis, (image, title, cmap) in zip(row, panels):
             axis.imshow(
                 image.cpu().numpy(), cmap=cmap if image.dim() == 2 else None, vmin=0, vmax=1
@@ -520,9 +539,7 @@ def restore_files(
         spec = None if isinstance(prior, Denoiser) else str(prior)
         prior = load_prior(prior, device=device) if spec is not None else prior
         built = make_task(task, prior_image_shape(prior))
-        sampler = build_sampler(sampler, task=built.name) if isinstance(sampler, str) else sampler
-        if nfe is not None:
-            sampler = sampler.with_budget(nfe)
+        sampler = resolve_sampler(sampler, built.name, nfe)
         settings = {
             "task": built.name,
             "task_seed": built.seed,

@@ -22,7 +22,15 @@ from mgdm.audio.wav import audio_info, read_audio, write_wav
 from mgdm.files import atomic_path
 from mgdm.image_io import read_image
 from mgdm.priors.base import Denoiser
-from mgdm.restore import Restoration, prior_image_shape, restore, simulate_observation
+from mgdm.restore import (
+    Restoration,
+    prior_image_shape,
+    resolve_sampler,
+    restore,
+    scaled_std,
+    scores_clause,
+    simulate_observation,
+)
 from mgdm.samplers.base import Sampler
 from mgdm.samplers.registry import build_sampler, sampler_class, sampler_names
 from mgdm.serve.jobs import Job
@@ -61,6 +69,17 @@ def samplers_for(domain: str) -> list[str]:
 def _upload_error(error: ValueError, path: Path) -> ValueError:
     """``error`` with the upload's temporary path replaced by its file name."""
     return ValueError(str(error).replace(str(path), path.name))
+
+
+def _uploaded(upload: str | Path | None, missing: str, wanted: str) -> Path:
+    """The path of an upload; ``ValueError`` saying ``missing`` without one, or naming
+    ``wanted`` (what to upload instead) for an empty file."""
+    if upload is None:
+        raise ValueError(missing)
+    path = Path(upload)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{path.name!r} is empty (0 bytes); upload {wanted}.")
+    return path
 
 
 def _budgeted(sampler: Sampler, nfe: float) -> Sampler:
@@ -137,11 +156,11 @@ def prepare_restore(
                 f"{list(task.image_shape)}: upload an image instead."
             )
     elif source == UPLOAD:
-        if upload is None:
-            raise ValueError("no image uploaded: choose a file (PNG, JPEG, …) first.")
-        path = Path(upload)
-        if path.is_file() and path.stat().st_size == 0:
-            raise ValueError(f"{path.name!r} is empty (0 bytes); upload an image (PNG, JPEG, …).")
+        path = _uploaded(
+            upload,
+            "no image uploaded: choose a file (PNG, JPEG, …) first.",
+            "an image (PNG, JPEG, …)",
+        )
         try:
             clean, converted = read_image(path, task.image_shape)
         except ValueError as error:
@@ -193,7 +212,7 @@ def run_restore(
     results = [one(request.sampler)]
     if request.compare is not None:  # at the calls the first one made (its grid may round nfe)
         budget = results[0].cost.nfe_total
-        second = build_sampler(request.compare, task=request.task.name).with_budget(budget)
+        second = resolve_sampler(request.compare, request.task.name, budget)
         results.append(one(second))
     return results
 
@@ -235,9 +254,8 @@ def write_restoration(
         tile(f"sample-{n}", image_array(sample), f"sample {n}{score}")
     score = f", {result.psnr_mean:.1f} dB" if result.psnr_mean is not None else ""
     tile("mean", image_array(result.mean), f"mean{score}")
-    std = result.std.mean(0).cpu()
-    top = float(std.max())
-    scaled = (std / top if top > 0 else std).numpy()
+    std, top = scaled_std(result)
+    scaled = std.cpu().numpy()
     tile("std", (scaled * 255).round().astype(np.uint8), f"std (max {top:.2f})")
     if result.baseline is not None:
         score = f", {result.baseline_psnr:.1f} dB" if result.baseline_psnr is not None else ""
@@ -270,12 +288,7 @@ def scores_text(result: Restoration) -> str:
         f"({cost.nfe_forward:.0f} forward + {cost.nfe_backward:.0f} forward+backward), "
         f"{cost.seconds:.1f} s"
     )
-    if result.psnr is not None and result.ssim is not None and result.psnr_mean is not None:
-        text += (
-            f"; PSNR {float(result.psnr.mean()):.2f} dB / SSIM {float(result.ssim.mean()):.3f} "
-            f"(mean over samples), posterior mean {result.psnr_mean:.2f} dB / "
-            f"{result.ssim_mean:.3f}"
-        )
+    text += scores_clause(result)
     if result.baseline_psnr is not None and result.baseline_ssim is not None:
         text += (
             f"; without a prior ({result.baseline_method}) {result.baseline_psnr:.2f} dB / "
@@ -320,11 +333,11 @@ def prepare_separation(
         mix, rate = generate_example(song).sum(0, keepdim=True), SAMPLE_RATE
         notes = (f"generated song {song}: the sum of its four synthesised stems",)
     elif source == UPLOAD:
-        if upload is None:
-            raise ValueError("no mix uploaded: choose an audio file (WAV, FLAC, OGG, AIFF) first.")
-        path = Path(upload)
-        if path.is_file() and path.stat().st_size == 0:
-            raise ValueError(f"{path.name!r} is empty (0 bytes); upload a WAV, FLAC, OGG or AIFF.")
+        path = _uploaded(
+            upload,
+            "no mix uploaded: choose an audio file (WAV, FLAC, OGG, AIFF) first.",
+            "a WAV, FLAC, OGG or AIFF",
+        )
         try:
             frames, rate = audio_info(path)
             check_mix(rate, frames)
