@@ -5,6 +5,7 @@ float32), refusals in one line, and the ImageNet-256 preset running float32."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -45,6 +46,29 @@ def test_device_option_defaults_to_auto_and_fp32() -> None:
     assert args.precision == "fp32"
     args = parser().parse_args(["--device", "cpu", "--precision", "bf16"])
     assert (args.device, args.precision) == (torch.device("cpu"), "bf16")
+
+
+def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every (sub-)command parser below it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from parsers(child)
+
+
+def test_every_command_with_a_device_defaults_to_auto_and_fp32() -> None:
+    from mgdm.cli import build_parser
+
+    with_device = []
+    for command in parsers(build_parser()):
+        options = {o: a for a in command._actions for o in a.option_strings}
+        if "--device" in options:
+            with_device.append(command.prog)
+            assert options["--device"].default == "auto", command.prog
+            assert options["--precision"].default == "fp32", command.prog
+    for name in ("mgdm restore", "mgdm separate", "mgdm bench cost", "mgdm bench images"):
+        assert name in with_device
 
 
 @pytest.mark.parametrize("argv", [["--precision", "fp8"], ["--device", "tpu"]])
