@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,11 @@ def _message(error: BaseException) -> str:
     return f"**Internal error:** {type(error).__name__}: {one_line(error)[:300]}"
 
 
+def _notes(notes: Iterable[str]) -> str:
+    """The notes of a job (e.g. how an upload was converted), one paragraph each."""
+    return "".join(f"\n\nNote: {note}." for note in notes)
+
+
 def _progress(server: Server, job: Job[Any], what: str) -> str:
     """The status line of a job still waiting or running."""
     if not job.started:
@@ -197,8 +202,15 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
     image_samplers = work.samplers_for(domain)
     audio_samplers = work.samplers_for("audio")
 
-    def refuse(error: ValueError) -> gr.Error:
-        return gr.Error(one_line(error), duration=None, title="Refused")
+    def enqueue(request: gr.Request, tab: str, prepare: Callable[[], Any]) -> str:
+        """Step 1 (module docstring): ``prepare()`` checks the values, a ``ValueError`` is shown
+        as a refusal; otherwise the job is registered and the status says what is ahead."""
+        try:
+            prepared = prepare()
+        except ValueError as error:
+            raise gr.Error(one_line(error), duration=None, title="Refused") from None
+        ahead = server.enqueue(request.session_hash, tab, prepared)
+        return f"**Queued:** {ahead} job(s) ahead of this one.{_notes(prepared.notes)}"
 
     # ------------------------------------------------------------------ restore
     def prepare_restore(
@@ -215,13 +227,7 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
         request: gr.Request,
     ) -> str:
         values = (source, test_index, upload, task, sampler, compare, nfe, samples, sigma_y, seed)
-        try:
-            prepared = work.prepare_restore(prior, *values)
-        except ValueError as error:
-            raise refuse(error) from None
-        ahead = server.enqueue(request.session_hash, "restore", prepared)
-        notes = "".join(f"\n\nNote: {note}." for note in prepared.notes)
-        return f"**Queued:** {ahead} job(s) ahead of this one.{notes}"
+        return enqueue(request, "restore", lambda: work.prepare_restore(prior, *values))
 
     def run_restore(request: gr.Request) -> Iterator[tuple[Any, ...]]:
         session = server.session(request.session_hash)
@@ -233,7 +239,7 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
         if started is None:
             return
         job, prepared = started
-        notes = "".join(f"\n\nNote: {note}." for note in prepared.notes)
+        notes = _notes(prepared.notes)
         names = [prepared.sampler.name] + ([prepared.compare] if prepared.compare else [])
         version = 0
         while not job.wait(POLL_SECONDS):
@@ -274,13 +280,8 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
         seed: float | None,
         request: gr.Request,
     ) -> str:
-        try:
-            prepared = work.prepare_separation(source, song, upload, sampler, nfe, seed)
-        except ValueError as error:
-            raise refuse(error) from None
-        ahead = server.enqueue(request.session_hash, "separate", prepared)
-        notes = "".join(f"\n\nNote: {note}." for note in prepared.notes)
-        return f"**Queued:** {ahead} job(s) ahead of this one.{notes}"
+        values = (source, song, upload, sampler, nfe, seed)
+        return enqueue(request, "separate", lambda: work.prepare_separation(*values))
 
     def run_separate(request: gr.Request) -> Iterator[tuple[Any, ...]]:
         session = server.session(request.session_hash)
@@ -300,7 +301,7 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
             return
         separation = job.result
         written = work.write_separation(separation, session.folder / f"separate-{id(job):x}")
-        notes = "".join(f"\n\nNote: {note}." for note in (*prepared.notes, *separation.notes))
+        notes = _notes((*prepared.notes, *separation.notes))
         seconds = separation.stems.shape[-1] / separation.sample_rate
         done = (
             f"**Done** in {job.seconds:.1f} s: {len(separation.names)} stems of {seconds:.2f} s "
@@ -313,6 +314,48 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
     def cancel(request: gr.Request) -> str:
         count = server.cancel(request.session_hash)
         return "**Cancelling…**" if count else "Nothing to cancel."
+
+    # ------------------------------------------------------------------ the controls both tabs have
+    def nfe_box(tab: str) -> Any:
+        return gr.Number(
+            value=0,
+            minimum=0,
+            label="network calls per sample (0: the default)",
+            elem_id=f"{tab}-nfe",
+        )
+
+    def seed_box(tab: str) -> Any:
+        return gr.Number(value=0, precision=0, label="seed", elem_id=f"{tab}-seed")
+
+    def buttons(label: str, tab: str) -> tuple[Any, Any]:
+        """The tab's start and cancel buttons, side by side."""
+        with gr.Row():
+            start = gr.Button(label, variant="primary", elem_id=f"{tab}-button")
+            stop = gr.Button("Cancel", variant="stop", elem_id=f"{tab}-cancel")
+        return start, stop
+
+    def connect(
+        start: Any,
+        stop: Any,
+        upload: Any,
+        source: Any,
+        status: Any,
+        prepare: Callable[..., str],
+        inputs: list[Any],
+        run: Callable[..., Iterator[tuple[Any, ...]]],
+        outputs: list[Any],
+    ) -> None:
+        """A tab's events: ``prepare`` then, if it accepted, ``run`` in the sampling queue
+        (module docstring); cancel; an upload selects the upload as the source."""
+        start.click(prepare, inputs, status, **QUICK).success(
+            run,
+            None,
+            outputs,
+            concurrency_id="sampling",
+            concurrency_limit=server.slots.workers,
+        )
+        stop.click(cancel, None, status, queue=False)
+        upload.upload(lambda: work.UPLOAD, None, source, queue=False)
 
     with gr.Blocks(title="mgdm", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(
@@ -356,12 +399,7 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
                         label="compare with (same network calls per sample)",
                         elem_id="restore-compare",
                     )
-                    nfe = gr.Number(
-                        value=0,
-                        minimum=0,
-                        label="network calls per sample (0: the default)",
-                        elem_id="restore-nfe",
-                    )
+                    nfe = nfe_box("restore")
                     samples = gr.Slider(
                         1,
                         work.MAX_SAMPLES,
@@ -371,10 +409,8 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
                         elem_id="restore-samples",
                     )
                     sigma_y = gr.Number(value=0.05, minimum=0, label="sigma_y")
-                    seed = gr.Number(value=0, precision=0, label="seed", elem_id="restore-seed")
-                    with gr.Row():
-                        go = gr.Button("Restore", variant="primary", elem_id="restore-button")
-                        stop = gr.Button("Cancel", variant="stop", elem_id="restore-cancel")
+                    seed = seed_box("restore")
+                    go, stop = buttons("Restore", "restore")
                 with gr.Column(scale=2):
                     status = gr.Markdown(
                         "Choose an image and press Restore.", elem_id="restore-status"
@@ -423,15 +459,7 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
                 seed,
             ]
             outputs = [status, estimate, gallery_a, scores_a, gallery_b, scores_b, downloads]
-            go.click(prepare_restore, inputs, status, **QUICK).success(
-                run_restore,
-                None,
-                outputs,
-                concurrency_id="sampling",
-                concurrency_limit=server.slots.workers,
-            )
-            stop.click(cancel, None, status, queue=False)
-            upload.upload(lambda: work.UPLOAD, None, source, queue=False)
+            connect(go, stop, upload, source, status, prepare_restore, inputs, run_restore, outputs)
         with gr.Tab("Separate", id="separate"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -453,18 +481,9 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
                         label="sampler",
                         elem_id="separate-sampler",
                     )
-                    audio_nfe = gr.Number(
-                        value=0,
-                        minimum=0,
-                        label="network calls per sample (0: the default)",
-                        elem_id="separate-nfe",
-                    )
-                    audio_seed = gr.Number(
-                        value=0, precision=0, label="seed", elem_id="separate-seed"
-                    )
-                    with gr.Row():
-                        split = gr.Button("Separate", variant="primary", elem_id="separate-button")
-                        split_stop = gr.Button("Cancel", variant="stop", elem_id="separate-cancel")
+                    audio_nfe = nfe_box("separate")
+                    audio_seed = seed_box("separate")
+                    split, split_stop = buttons("Separate", "separate")
                 with gr.Column(scale=2):
                     audio_status = gr.Markdown(
                         "Choose a mix and press Separate.", elem_id="separate-status"
@@ -487,20 +506,17 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
                         file_count="multiple",
                         elem_id="separate-downloads",
                     )
-            split.click(
+            connect(
+                split,
+                split_stop,
+                mix_upload,
+                mix_source,
+                audio_status,
                 prepare_separate,
                 [mix_source, song, mix_upload, audio_sampler, audio_nfe, audio_seed],
-                audio_status,
-                **QUICK,
-            ).success(
                 run_separate,
-                None,
                 [audio_status, mix_player, *stem_players, stem_files],
-                concurrency_id="sampling",
-                concurrency_limit=server.slots.workers,
             )
-            split_stop.click(cancel, None, audio_status, queue=False)
-            mix_upload.upload(lambda: work.UPLOAD, None, mix_source, queue=False)
 
         def close(request: gr.Request) -> None:
             server.close_session(request.session_hash)
