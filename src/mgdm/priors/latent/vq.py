@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mgdm.priors.adm import Upsample
 from mgdm.priors.latent.autoencoder import Autoencoder, _check_shape
 
 
@@ -126,17 +127,6 @@ class Downsample(nn.Module):
         return self.conv(F.pad(x, (0, 1, 0, 1)))
 
 
-class Upsample(nn.Module):
-    """Nearest-neighbour x2, then a 3x3 convolution."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
 def _middle(channels: int, dropout: float) -> nn.Module:
     middle = nn.Module()
     middle.block_1 = ResnetBlock(channels, channels, dropout)
@@ -149,6 +139,32 @@ def _run_middle(middle: nn.Module, h: Tensor) -> Tensor:
     return middle.block_2(middle.attn_1(middle.block_1(h)))
 
 
+def _level(
+    channels: int, out: int, blocks: int, attention: bool, dropout: float
+) -> tuple[nn.Module, int]:
+    """One resolution level: ``blocks`` residual blocks ``channels -> out -> … -> out`` (in
+    ``block``), each followed by an attention block (in ``attn``) when ``attention``; and the
+    channels it ends with."""
+    level = nn.Module()
+    level.block = nn.ModuleList()
+    level.attn = nn.ModuleList()
+    for _ in range(blocks):
+        level.block.append(ResnetBlock(channels, out, dropout))
+        channels = out
+        if attention:
+            level.attn.append(AttnBlock(channels))
+    return level, channels
+
+
+def _run_level(level: nn.Module, h: Tensor) -> Tensor:
+    """The level's residual blocks in turn, each followed by its attention block if any."""
+    for i, block in enumerate(level.block):
+        h = block(h)
+        if len(level.attn) > 0:
+            h = level.attn[i](h)
+    return h
+
+
 class Encoder(nn.Module):
     """``x [B, in_channels, R, R] -> [B, z_channels, R / f, R / f]`` (module docstring)."""
 
@@ -159,15 +175,14 @@ class Encoder(nn.Module):
         resolution = config.resolution
         self.down = nn.ModuleList()
         for level, mult in enumerate(config.ch_mult):
-            level_module = nn.Module()
-            level_module.block = nn.ModuleList()
-            level_module.attn = nn.ModuleList()
-            channels = config.ch * multipliers[level]
-            for _ in range(config.num_res_blocks):
-                level_module.block.append(ResnetBlock(channels, config.ch * mult, config.dropout))
-                channels = config.ch * mult
-                if resolution in config.attn_resolutions:
-                    level_module.attn.append(AttnBlock(channels))
+            attention = resolution in config.attn_resolutions
+            level_module, channels = _level(
+                config.ch * multipliers[level],
+                config.ch * mult,
+                config.num_res_blocks,
+                attention,
+                config.dropout,
+            )
             if level != len(config.ch_mult) - 1:
                 level_module.downsample = Downsample(channels)
                 resolution //= 2
@@ -179,10 +194,7 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv_in(x)
         for level_module in self.down:
-            for i, block in enumerate(level_module.block):
-                h = block(h)
-                if len(level_module.attn) > 0:
-                    h = level_module.attn[i](h)
+            h = _run_level(level_module, h)
             if hasattr(level_module, "downsample"):
                 h = level_module.downsample(h)
         h = _run_middle(self.mid, h)
@@ -201,15 +213,11 @@ class Decoder(nn.Module):
         self.mid = _middle(channels, config.dropout)
         up: list[nn.Module] = []
         for level in reversed(range(levels)):
-            level_module = nn.Module()
-            level_module.block = nn.ModuleList()
-            level_module.attn = nn.ModuleList()
-            for _ in range(config.num_res_blocks + 1):
-                out = config.ch * config.ch_mult[level]
-                level_module.block.append(ResnetBlock(channels, out, config.dropout))
-                channels = out
-                if resolution in config.attn_resolutions:
-                    level_module.attn.append(AttnBlock(channels))
+            out = config.ch * config.ch_mult[level]
+            attention = resolution in config.attn_resolutions
+            level_module, channels = _level(
+                channels, out, config.num_res_blocks + 1, attention, config.dropout
+            )
             if level != 0:
                 level_module.upsample = Upsample(channels)
                 resolution *= 2
@@ -221,10 +229,7 @@ class Decoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         h = _run_middle(self.mid, self.conv_in(z))
         for level_module in reversed(self.up):
-            for i, block in enumerate(level_module.block):
-                h = block(h)
-                if len(level_module.attn) > 0:
-                    h = level_module.attn[i](h)
+            h = _run_level(level_module, h)
             if hasattr(level_module, "upsample"):
                 h = level_module.upsample(h)
         return self.conv_out(_swish(self.norm_out(h)))
