@@ -14,6 +14,11 @@ declare -A RUNS=(
   # Exact posterior: the kernel-density prior (1000 training images, bandwidth 0.1), linear tasks
   # with an SVD, 32 samples per cell scored against exact posterior samples.
   [kde-exact]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers all --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
+  # Compute curve on the exact posterior: MGDM (default preset) and DPS rescaled to 500, 1000 and
+  # 2000 calls per sample on two kernel-density tasks (200 calls: kde-exact).
+  [kde-nfe500]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm,dps --images 8 --seeds 0 --budget 500 --samples-per-cell 32 --batch 8"
+  [kde-nfe1000]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm,dps --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
+  [kde-nfe2000]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm,dps --images 8 --seeds 0 --budget 2000 --samples-per-cell 32 --batch 8"
   # The shipped DDPM: the ten tasks x the eight samplers at an equal budget of 200 calls.
   [main]="--prior fashion-mnist --tasks all --samplers all --images 16 --seeds 0 --budget 200 --batch 8"
   # Compute curve: MGDM's fast preset with R = 1, 2, 4, 6 Gibbs sweeps, beside three baselines
@@ -22,7 +27,7 @@ declare -A RUNS=(
   [latent]="--prior fashion-mnist-latent --tasks all --samplers all --images 8 --seeds 0 --budget 200 --batch 8"
   [curve]="--prior fashion-mnist --tasks sr4,box_inpainting --samplers dps,ddnm,reddiff --mgdm-preset fast --mgdm-sweeps 1,2,4,6 --images 8 --seeds 0 --batch 8"
 )
-ORDER=(kde-exact main curve latent)
+ORDER=(kde-exact kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then
