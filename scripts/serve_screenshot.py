@@ -23,22 +23,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--hide-scrollbars",
-)
+from mgdm.serve.browser import start_chromium
 
 
 def wait(condition, seconds: float, what: str):
@@ -64,12 +51,8 @@ def main() -> None:
         [sys.executable, "-m", "mgdm", "serve", "--port", str(port), "--device", "cpu"],
         env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"),
     )
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
     profile = tempfile.TemporaryDirectory(prefix="mgdm-chromium-")
-    for flag in (*FLAGS, f"--user-data-dir={profile.name}", "--window-size=1400,1350"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = start_chromium(profile.name, "--hide-scrollbars", "--window-size=1400,1350")
     try:
 
         def up() -> bool:

@@ -26,21 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROME_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1400,1100",
-)
-"""Headless, offline: without the network flags Chromium stalls on a machine with no network."""
+from mgdm.serve.browser import CHROMEDRIVER, CHROMIUM, start_chromium
 
 missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
 pytestmark = [
@@ -53,9 +39,8 @@ pytestmark = [
         "(make test's set-up does)",
     ),
 ]
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
+pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
 from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 START_SECONDS = 120
@@ -117,12 +102,8 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(server):
     """Headless Chromium, closed before the server stops (so no connection holds it up)."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
     profile = tempfile.mkdtemp(prefix="mgdm-chromium-")
-    for flag in (*CHROME_FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = start_chromium(profile, "--window-size=1400,1100")
     driver.set_script_timeout(30)
     try:
         yield driver
