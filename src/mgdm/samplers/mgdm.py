@@ -430,6 +430,9 @@ class MGDM(Sampler[MGDMConfig]):
         cfg = self.config
         if cfg.denoiser_posterior == "exact":
             return prior.sample_denoising_posterior(x_ell, ell, noise)
+        if cfg.denoising_steps == 1:  # one-shot Tweedie for every sample: no grouping, no sync
+            noise._counter += 1
+            return prior.denoise(x_ell, ell)
         lengths = torch.clamp(ell + 1, max=cfg.denoising_steps)
         x_0 = torch.empty_like(x_ell)
         for n in torch.unique(lengths).tolist():
