@@ -95,10 +95,11 @@ def ladder_table(rows: Sequence[GMMRow]) -> str:
     """A Markdown table: one line per rung, one column per ``(dim, obs_dim)`` with the mean SW
     over seeds (± 95 % CI), then the share of the default's gap to the floor that the rung closes
     (mean over the columns; negative: the rung is worse), its network calls per sample, and
-    whether it is an oracle. The floor and the prior close the table. Columns need the
-    ``default`` rung."""
+    whether it is an oracle; rungs in ladder order (:data:`RUNGS`), other labels after them. The
+    floor and the prior close the table. Columns need the ``default`` rung."""
     problems = sorted({(r.dim, r.obs_dim) for r in rows})
-    labels = list(dict.fromkeys(r.sampler for r in rows))
+    order = {label: index for index, label in enumerate(RUNG_LABELS)}
+    labels = sorted(dict.fromkeys(r.sampler for r in rows), key=lambda x: order.get(x, len(order)))
     cells: dict[tuple[str, int, int], list[GMMRow]] = {}
     for row in rows:
         cells.setdefault((row.sampler, row.dim, row.obs_dim), []).append(row)
@@ -144,7 +145,8 @@ def ladder_table(rows: Sequence[GMMRow]) -> str:
     lines.append("")
     lines.append(
         f"Seeds {seeds[0]}–{seeds[-1]} ({len(seeds)} per cell), {rows[0].n_samples} samples per "
-        "run; network calls per sample count only the practical calls (an oracle's exact "
-        "quantities are free)."
+        "run. Network calls per sample: the exact potential and the exact x_ell draw are free "
+        "(not counted); an exact p(x_0|x_ell) draw counts as the one forward call of the "
+        "Tweedie step it replaces."
     )
     return "\n".join(lines)
