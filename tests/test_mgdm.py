@@ -205,7 +205,21 @@ def test_with_budget_scales_the_grid_to_the_requested_calls():
     cost = scaled.sample(case.prior, case.problem, range(2)).cost
     assert abs(cost.nfe_total - 300) <= 4
     with pytest.raises(ValueError, match="below MGDM's minimum"):
-        MGDM(preset("default")).with_budget(10)
+        MGDM(preset("default")).with_budget(3)  # K = 4 costs 4 calls (2 Adam steps)
+
+
+def test_with_budget_below_half_the_own_cost_spends_calls_on_grid_points():
+    from mgdm.samplers.mgdm import SMALL_BUDGET_GRADIENT_STEPS
+
+    small = MGDM(preset("default")).with_budget(200).config  # the default costs 508
+    assert small.gradient_steps == SMALL_BUDGET_GRADIENT_STEPS and small.num_steps == 69
+    assert (
+        MGDM(preset("default")).with_budget(300).config.gradient_steps
+        == preset("default").gradient_steps
+    )
+    case = _case()
+    cost = MGDM(small).sample(case.prior, case.problem, range(2)).cost
+    assert abs(cost.nfe_total - 200) <= 4
 
 
 @pytest.mark.parametrize("per_sample", [False, True])

@@ -55,6 +55,8 @@ REFERENCE_GRADIENT_STEPS = StepSchedule(3.0, (IndexRange(-10, None, 20.0),))
 """G(i) = 20 if i >= K - 10 else 3 (image base block)."""
 REFERENCE_LEARNING_RATE = StepSchedule(0.03, (IndexRange(None, 11, 0.01),))
 """lr(i) = 0.01 if i <= 10 else 0.03 (image base block)."""
+SMALL_BUDGET_GRADIENT_STEPS = StepSchedule.constant(2.0)
+"""G(i) of :meth:`MGDM.with_budget` below half a configuration's own cost."""
 
 
 @dataclass(frozen=True)
@@ -270,10 +272,16 @@ class MGDM(Sampler[MGDMConfig]):
         """MGDM with the grid size K chosen so that the expected network calls per sample
         (forward + VJP, with chains of ``min(M, p + 1)`` points) are closest to ``nfe``.
 
-        R, M, G(i) and lr(i) are kept; the ``mix`` threshold is rescaled with the number of
-        outer steps so that the same fraction of steps draws ``ell`` uniformly.
+        R, M and lr(i) are kept; the ``mix`` threshold is rescaled with the number of outer steps
+        so that the same fraction of steps draws ``ell`` uniformly. G(i) is kept too, except for a
+        budget below half the configuration's own cost: there G(i) becomes
+        :data:`SMALL_BUDGET_GRADIENT_STEPS` (two Adam steps at every outer step, no extra steps
+        at the end), so that the calls go to grid points (docs/benchmarks.md §1.7: at 200 calls
+        the default's schedule spends 140 of them on its last 7 outer steps).
         """
         cfg = self.config
+        if nfe < 0.5 * sum(network_calls(cfg, _upper_indices(cfg))):
+            cfg = replace(cfg, gradient_steps=SMALL_BUDGET_GRADIENT_STEPS)
 
         def rescaled(k: int) -> MGDMConfig:
             threshold = round(cfg.threshold * (k - 3) / cfg.outer_steps)
@@ -281,10 +289,7 @@ class MGDM(Sampler[MGDMConfig]):
 
         def total(k: int) -> int:
             candidate = rescaled(k)
-            grid = timestep_grid(k).tolist()
-            indices = [grid[k - 3 - i] for i in range(candidate.outer_steps)]
-            forward, backward = network_calls(candidate, indices)
-            return forward + backward
+            return sum(network_calls(candidate, _upper_indices(candidate)))
 
         if nfe < total(4):
             raise ValueError(
@@ -569,6 +574,12 @@ def _chain_times(ell: Tensor, n: int) -> Tensor:
     for value in torch.unique(ell).tolist():
         columns[value] = torch.linspace(0, value, n, dtype=torch.float32).long().flip(0)
     return torch.stack([columns[v] for v in ell.tolist()], dim=1).to(ell.device)
+
+
+def _upper_indices(config: MGDMConfig) -> list[int]:
+    """``ell = p`` at every outer step: the longest chains, an upper bound of the uniform rules."""
+    grid = timestep_grid(config.num_steps).tolist()
+    return [grid[config.num_steps - 3 - i] for i in range(config.outer_steps)]
 
 
 def network_calls(config: MGDMConfig, indices: list[int]) -> tuple[int, int]:
