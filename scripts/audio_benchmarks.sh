@@ -14,6 +14,8 @@
 #   bench        `mgdm bench audio` on 20 test mixtures: MGDM R = 1, 2, 4, 6, the baselines,
 #                MSDM's Dirac separator, MGDM on the independent priors ($PROCS processes:
 #                1 or 2)
+#   bench-default  MGDM's audio preset (R = 2) on the independent priors: `mgdm separate`'s
+#                defaults, into docs/results/audio/independent-R2.sqlite
 #   table        docs/results/audio/table.md and compute_curve.png
 #   bench-more   (not in the default order) DiffPIR, RED-diff, DAPS and PnP-DM on the same mixtures
 # DATA (default runs/audio-data) holds the generated data (2.2 GB, not in git).
@@ -85,16 +87,26 @@ step_bench() {
     bench_sweeps && bench --samplers dps,pgdm,ddnm,msdm && bench_independent
   fi
 }
+# `mgdm separate`'s defaults (MGDM's audio preset, R = 2, on the independent priors) in their own
+# database, with MSDM's separator as a check that the regenerated data are the same clips.
+step_bench_default() {
+  local db="$RESULTS/independent-R2.sqlite"
+  $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" --data "$DATA/test.safetensors" \
+    --mixtures 20 --batch 4 --db "$db" --samplers msdm
+  $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" --data "$DATA/test.safetensors" \
+    --mixtures 20 --batch 4 --db "$db" --samplers mgdm --mgdm-sweeps 2 \
+    --independent-prior "$ASSETS/audio-independent-priors" --only mgdm-independent
+}
 # Not behind docs/benchmarks.md (the CPU time of this task did not allow it): the other baselines.
 step_bench_more() { bench --samplers diffpir,reddiff,daps,pnpdm; }
 step_table() { $MGDM bench audio-table --db "$RESULTS/main.sqlite" --out "$RESULTS"; }
 
 ORDER=(data train-joint train-independent export-joint export-independent evaluate-joint
-  evaluate-independent bench table)
+  evaluate-independent bench bench-default table)
 for name in "${@:-${ORDER[@]}}"; do
   case "$name" in
     data | train-joint | train-independent | export-joint | export-independent) ;;
-    evaluate-joint | evaluate-independent | bench | bench-more | table) ;;
+    evaluate-joint | evaluate-independent | bench | bench-default | bench-more | table) ;;
     *) echo "unknown step $name; known: ${ORDER[*]}" >&2; exit 2 ;;
   esac
   echo "== $name"

@@ -22,13 +22,13 @@ FAST = MSDM(num_steps=3, num_resamples=1)
 
 @pytest.fixture(scope="module")
 def four_stem() -> AudioPrior:
-    prior = resolve_prior(None)
+    prior = resolve_prior("4stem")
     assert isinstance(prior, AudioPrior)
     return prior
 
 
 def test_shipped_priors_load_with_the_data_conventions(four_stem) -> None:
-    independent = resolve_prior("independent")
+    independent = resolve_prior(None)  # the default
     assert isinstance(independent, IndependentStemsPrior)
     for prior in (four_stem, independent):
         assert prior.stems == STEMS

@@ -100,9 +100,11 @@ SHIPPED_AUDIO_PRIORS: dict[str, Path] = {
     "4stem": ASSETS_DIR / "audio-4stem-prior",
     "independent": ASSETS_DIR / "audio-independent-priors",
 }
-"""The shipped audio priors by name: the four-stem prior (``--prior``'s default) and the four
-single-stem priors of the independent-stems variant (their model cards are in the folders)."""
-DEFAULT_AUDIO_PRIOR = "4stem"
+"""The shipped audio priors by name: the four-stem prior and the four single-stem priors of the
+independent-stems variant (``--prior``'s default; their model cards are in the folders)."""
+DEFAULT_AUDIO_PRIOR = "independent"
+"""``--prior``'s default: the four single-stem priors (docs/benchmarks.md §3: MGDM 3.95 dB on them
+against 2.03 on the four-stem prior, at the same calls)."""
 
 SILENCE_PEAK = 1e-6
 """A mix whose peak amplitude is below this (-120 dBFS) is refused as silent."""
@@ -258,7 +260,7 @@ def separate_tensor(
     """Separate ``mix`` (``[samples]`` or ``[channels, samples]`` at ``sample_rate``) into the
     prior's stems, at the mix's rate and in its layout (module docstring; ``mono``: average the
     channels first). ``prior`` is a loaded prior, a shipped prior's name or a prior folder
-    (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior.
+    (:func:`resolve_prior`), or ``None`` for the shipped default (:data:`DEFAULT_AUDIO_PRIOR`).
     ``threads``: torch's CPU threads during the call, restored afterwards (``None`` leaves
     torch's setting alone), one by default as ``mgdm separate``
     (:func:`mgdm.devices.torch_threads`). Raises
@@ -413,7 +415,7 @@ def separate_file(
     separation.
 
     ``prior`` is a loaded prior, a shipped prior's name or a prior folder
-    (:func:`resolve_prior`), or ``None`` for the shipped four-stem prior. ``options`` go to
+    (:func:`resolve_prior`), or ``None`` for the shipped default (:data:`DEFAULT_AUDIO_PRIOR`). ``options`` go to
     :func:`separate_tensor`; ``threads``: torch's CPU threads during the call, as there.
     ``out_dir`` is checked (an existing folder or one that can be created) and the file's sample
     rate and length are checked from its header before it is decoded. The stems are written to a
@@ -442,7 +444,7 @@ def separate_file(
 
 def resolve_prior(prior: Path | str | None, device: torch.device | str = "cpu") -> AudioDenoiser:
     """``load_audio_prior(prior)`` for an existing folder, else the shipped prior named ``prior``
-    (:data:`SHIPPED_AUDIO_PRIORS`; ``None``: the four-stem one)."""
+    (:data:`SHIPPED_AUDIO_PRIORS`; ``None``: :data:`DEFAULT_AUDIO_PRIOR`)."""
     name = DEFAULT_AUDIO_PRIOR if prior is None else str(prior)
     if Path(name).exists() or name.startswith("msdm:"):  # msdm:PATH: the MSDM checkpoint
         return load_audio_prior(name, device)

@@ -30,7 +30,7 @@ peak amplitude is between 1e-6 and 1e3 (full scale is 1); --sigma-y up to 1e3. A
 is refused with one line (exit status 2) before the prior is loaded; stems that come out
 non-finite are refused too, and nothing is written.
 
-Samplers: mgdm (MGDM's audio preset: K = 20, R = 6, M = 15, ...), msdm (the MSDM Dirac
+Samplers: mgdm (MGDM's audio preset: K = 20, R = 2, M = 15, ...), msdm (the MSDM Dirac
 separator: the stems sum to the mix exactly), or any registered baseline with its audio
 settings.
 """
@@ -49,8 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prior",
         default=None,
-        help=f"a shipped prior ({', '.join(SHIPPED_AUDIO_PRIORS)}; default 4stem: one network, "
-        "the stems jointly; independent: four single-stem priors), or a folder (from `mgdm train "
+        help=f"a shipped prior ({', '.join(SHIPPED_AUDIO_PRIORS)}; default independent: four "
+        "single-stem priors; 4stem: one network, the stems jointly), or a folder (from `mgdm train "
         "audio-prior`, or four single-stem priors in bass/ drums/ guitar/ piano/)",
     )
     parser.add_argument(

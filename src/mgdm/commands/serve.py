@@ -74,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--audio-prior",
         default=None,
-        help="audio prior of the separate tab: 4stem (default), independent, or a folder",
+        help="audio prior of the separate tab: independent (default), 4stem, or a folder",
     )
     parser.add_argument(
         "--workers",

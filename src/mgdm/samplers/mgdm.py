@@ -230,7 +230,7 @@ PRESETS["audio"] = MGDMConfig(
   chain points, ``mix`` rule with threshold 13 and ``min_index`` 10, ``G(i) = 20`` for
   ``i >= K - 10`` else 3, Adam with a constant absolute learning rate 0.005, eta 1: 340 VJPs and
   about 477 forward calls per window. R = 2 scored as R = 6 at a third of the calls
-  (docs/benchmarks.md §3: 2.09 ± 0.43 against 2.03 ± 0.56 dB on the four-stem prior, 3.95 ± 1.04
+  (docs/benchmarks.md §3: 2.09 ± 0.43 against 2.03 ± 0.56 dB on the four-stem prior, 3.92 ± 0.86
   against 3.95 ± 0.77 on the independent priors). ``preset("audio", gibbs_sweeps=6)`` is the
   Reference's. Use it with ``sigma_y = 1e-4`` in the likelihood.
 """

@@ -27,7 +27,7 @@ def start_server(
     precision: str | None = None,
 ) -> Server:
     """Load the image prior (:func:`mgdm.priors.catalog.load_prior`) and the audio prior
-    (:func:`mgdm.audio.separate.resolve_prior`; ``None``: the shipped four-stem prior) on
+    (:func:`mgdm.audio.separate.resolve_prior`; ``None``: the shipped default, the independent-stems priors) on
     ``device``; ``ValueError`` for a bad name, path or device, before anything is served.
     ``precision``: of the network calls (:func:`mgdm.devices.use_precision`)."""
     from mgdm.audio.separate import resolve_prior
