@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mgdm.devices import torch_threads
+from mgdm.devices import resolve_device, torch_threads
 from mgdm.files import atomic_path
 from mgdm.image_io import ConvertedImage, convert_image, save_array, write_image
 from mgdm.operators import (
@@ -502,7 +502,7 @@ def restore_files(
     batch_size: int = 8,
     *,
     nfe: float | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
     progress: bool = False,
     threads: int | None = 1,
     log: Callable[[str], object] | None = None,
@@ -519,11 +519,13 @@ def restore_files(
     checking that they were made with the same settings (a ``ValueError`` names the first that
     differs). ``batch_size`` images (``batch_size * samples`` samples) run per sampler call; an
     image's samples do not depend on the batch. Inputs inside ``out_dir`` (a glob that reaches
-    into it) are left out. ``nfe``: as in :func:`restore`; ``log``: called with one line per
-    image (``None``: silent)."""
+    into it) are left out. ``nfe``: as in :func:`restore`; ``device``: where the prior runs
+    (``auto``: CUDA where present, else the CPU; :func:`mgdm.devices.resolve_device`); ``log``:
+    called with one line per image (``None``: silent)."""
     from mgdm.files import check_output_dir
 
     say = log or (lambda line: None)
+    device = resolve_device(device)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"the batch size must be a whole number >= 1; got {batch_size!r}.")
     out_dir = check_output_dir(out_dir, "--out-dir")

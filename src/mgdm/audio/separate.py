@@ -261,6 +261,7 @@ def separate_tensor(
     prior's stems, at the mix's rate and in its layout (module docstring; ``mono``: average the
     channels first). ``prior`` is a loaded prior, a shipped prior's name or a prior folder
     (:func:`resolve_prior`), or ``None`` for the shipped default (:data:`DEFAULT_AUDIO_PRIOR`).
+    ``device``: where the prior runs (``None``: ``auto``, CUDA where present, else the CPU).
     ``threads``: torch's CPU threads during the call, restored afterwards (``None`` leaves
     torch's setting alone), one by default as ``mgdm separate``
     (:func:`mgdm.devices.torch_threads`). Raises
@@ -279,7 +280,7 @@ def separate_tensor(
             f"sigma_y {sigma_y:g} exceeds {MAX_PEAK:g}, the largest accepted mix amplitude: such "
             "a likelihood says nothing about the mix; the Reference uses 1e-4 (full-scale units)."
         )
-    device = resolve_device(device if device is not None else "cpu")
+    device = resolve_device(device if device is not None else "auto")
     if isinstance(sampler, str):
         sampler = audio_sampler(sampler)
     given, notes = _checked_mix(torch.as_tensor(mix))

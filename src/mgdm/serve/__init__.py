@@ -22,7 +22,7 @@ DEFAULT_HOST = "127.0.0.1"
 def start_server(
     prior: str | Path = "fashion-mnist",
     audio_prior: str | Path | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
     workers: int = 1,
     precision: str | None = None,
 ) -> Server:
