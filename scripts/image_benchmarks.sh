@@ -31,10 +31,13 @@ declare -A RUNS=(
   # half its own cost): each database starts as a copy of main/latent without the MGDM cells
   # (scripts/image_benchmarks.sh copies it when missing), and only MGDM runs again.
   [main-2026-12]="--prior fashion-mnist --tasks all --samplers all --images 16 --seeds 0 --budget 200 --batch 8"
+  # MGDM and DPS at 1000 calls on the ten tasks, 8 images (the 1000-call table, two
+  # samplers only: the CPU time of one session).
+  [main-nfe1000]="--prior fashion-mnist --tasks all --samplers mgdm,dps --images 8 --seeds 0 --budget 1000 --batch 8"
   [latent-2026-12]="--prior fashion-mnist-latent --tasks all --samplers all --images 8 --seeds 0 --budget 200 --batch 8"
   [curve]="--prior fashion-mnist --tasks sr4,box_inpainting --samplers dps,ddnm,reddiff --mgdm-preset fast --mgdm-sweeps 1,2,4,6 --images 8 --seeds 0 --batch 8"
 )
-ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent main-2026-12 latent-2026-12)
+ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent main-2026-12 latent-2026-12 main-nfe1000)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then
