@@ -21,7 +21,12 @@ import argparse
 import torch
 
 from mgdm.bench.seeds import seed_block
-from mgdm.commands.arguments import non_negative_int, positive_int, show_progress
+from mgdm.commands.arguments import (
+    add_device_option,
+    non_negative_int,
+    positive_int,
+    show_progress,
+)
 from mgdm.commands.restore import MAX_SAMPLES
 from mgdm.files import check_output_dir, write_atomically
 from mgdm.gmm_problem import make_gmm_problem
@@ -78,6 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=3,
         help="--gmm: which benchmark problem (default: %(default)s)",
     )
+    add_device_option(parser)  # the image demo's network; --gmm has none (an exact 2-D mixture)
     parser.set_defaults(func=run)
 
 
@@ -102,8 +108,8 @@ def run_images(args: argparse.Namespace) -> int:
             f"images per task and 1 to {MAX_SAMPLES} samples per image."
         )
     out = check_output_dir(args.out, "--out")
-    prior = load_prior(args.prior)
-    cleans = load_fashion_mnist("test", limit=args.images).images
+    prior = load_prior(args.prior, device=args.device)
+    cleans = load_fashion_mnist("test", limit=args.images).images.to(args.device)
     results = []
     for name in DEMO_TASKS:
         task = make_task(name, prior_image_shape(prior))
