@@ -35,19 +35,16 @@ from mgdm.samplers.base import Sampler
 from mgdm.samplers.registry import build_sampler, parse_sampler_list, sampler_class, sampler_names
 
 
-def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
-    """Add ``gmm`` and ``gmm-table`` under ``mgdm bench``."""
-    parser = bench_sub.add_parser(
-        "gmm",
-        help="exact-posterior benchmark on 25-component Gaussian mixtures",
-        description="Sample the exact-posterior Gaussian-mixture problems (MCGdiff protocol) and "
-        "print the sliced Wasserstein distance to exact posterior samples.",
-    )
+def add_problem_options(
+    parser: argparse.ArgumentParser, dims: list[int], seeds: str, samples: int
+) -> None:
+    """The problems, sample sizes, outputs and device of a run on the Gaussian-mixture problems
+    (what :func:`check_problem_options` and :func:`run_gmm_cells` read), with these defaults."""
     parser.add_argument(
         "--dim",
         type=positive_int,
         nargs="+",
-        default=[8],
+        default=dims,
         help="data dimensions, even; a run needing more memory than is available is refused "
         "before it starts (arrays of dim x dim and samples x dim x obs-dim float64)",
     )
@@ -59,26 +56,19 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         help="observation dimensions, at most dim",
     )
     parser.add_argument(
-        "--seeds", default="0-9", help="problem seeds, e.g. 0-9 or 0,3,5 (default: %(default)s)"
+        "--seeds", default=seeds, help="problem seeds, e.g. 0-9 or 0,3,5 (default: %(default)s)"
     )
     parser.add_argument(
-        "--samples", type=int, default=1000, help="samples per problem, >= 2 (default: %(default)s)"
+        "--samples",
+        type=int,
+        default=samples,
+        help="samples per problem, >= 2 (default: %(default)s)",
     )
     parser.add_argument(
         "--directions",
         type=positive_int,
         default=1000,
         help="SW projection directions (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--samplers",
-        default="mgdm",
-        help=f"'all' or a comma list of {', '.join(sampler_names())} (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--budget",
-        type=positive_float,
-        help="run every sampler at about this many network calls per sample",
     )
     parser.add_argument(
         "--json",
@@ -91,6 +81,27 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         "(created if needed); a rerun skips the cells it holds",
     )
     add_device_option(parser)
+
+
+def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
+    """Add ``gmm`` and ``gmm-table`` under ``mgdm bench``."""
+    parser = bench_sub.add_parser(
+        "gmm",
+        help="exact-posterior benchmark on 25-component Gaussian mixtures",
+        description="Sample the exact-posterior Gaussian-mixture problems (MCGdiff protocol) and "
+        "print the sliced Wasserstein distance to exact posterior samples.",
+    )
+    add_problem_options(parser, dims=[8], seeds="0-9", samples=1000)
+    parser.add_argument(
+        "--samplers",
+        default="mgdm",
+        help=f"'all' or a comma list of {', '.join(sampler_names())} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=positive_float,
+        help="run every sampler at about this many network calls per sample",
+    )
     add_mgdm_options(parser)
     parser.add_argument(
         "--mgdm-label",

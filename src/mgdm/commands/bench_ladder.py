@@ -12,31 +12,16 @@ import sys
 
 from mgdm.bench.ladder import RUNG_LABELS, ladder_table, rung_config, select_rungs
 from mgdm.bench.nfe_curve import curve_label, curve_table
-from mgdm.commands.arguments import add_device_option, positive_int
-from mgdm.commands.bench_gmm import check_problem_options, read_rows, run_gmm_cells
+from mgdm.commands.arguments import positive_int
+from mgdm.commands.bench_gmm import (
+    add_problem_options,
+    check_problem_options,
+    read_rows,
+    run_gmm_cells,
+)
 from mgdm.samplers.base import Sampler
 from mgdm.samplers.mgdm import MGDM
 from mgdm.samplers.registry import build_sampler, parse_sampler_list
-
-
-def _add_problem_options(parser: argparse.ArgumentParser, dims: list[int], seeds: str) -> None:
-    """The problems, sample sizes and outputs of a study (as ``mgdm bench gmm``)."""
-    parser.add_argument("--dim", type=positive_int, nargs="+", default=dims, help="dimensions")
-    parser.add_argument(
-        "--obs-dim", type=positive_int, nargs="+", default=[1, 2, 4], help="observation dimensions"
-    )
-    parser.add_argument("--seeds", default=seeds, help="problem seeds (default: %(default)s)")
-    parser.add_argument(
-        "--samples", type=int, default=500, help="samples per problem, >= 2 (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--directions", type=positive_int, default=1000, help="SW directions (default: %(default)s)"
-    )
-    parser.add_argument("--json", help="write the rows to this JSON file after each problem")
-    parser.add_argument(
-        "--db", help="SQLite database of finished cells: a rerun resumes and skips them"
-    )
-    add_device_option(parser)
 
 
 def _add_table_command(bench_sub: argparse._SubParsersAction, name: str, study: str, func) -> None:
@@ -60,7 +45,7 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         "quantity, alone and together, and with more compute; print the sliced Wasserstein "
         "distance to the exact posterior and the share of the gap to the floor each rung closes.",
     )
-    _add_problem_options(parser, [8, 80], "0-4")
+    add_problem_options(parser, dims=[8, 80], seeds="0-4", samples=500)
     parser.add_argument(
         "--rungs",
         help=f"comma list of rungs (default: all): {'; '.join(RUNG_LABELS)}",
@@ -80,7 +65,7 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         "the exact-posterior Gaussian-mixture problems and print the sliced Wasserstein distance "
         "to the exact posterior, one line per budget.",
     )
-    _add_problem_options(curve, [80], "0-9")
+    add_problem_options(curve, dims=[80], seeds="0-9", samples=500)
     curve.add_argument(
         "--budgets",
         type=positive_int,
