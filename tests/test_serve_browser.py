@@ -251,11 +251,18 @@ def test_compare_mode_shows_both_samplers(page):
 
 
 def test_cancel_a_running_job(page):
-    page.find_element(By.CSS_SELECTOR, "#restore-button").click()  # MGDM's default budget
+    # Self-contained (the other tests leave their source and budget in the form): a job of
+    # 20,000 calls per sample cannot finish between "Running" and the click on Cancel.
+    _choose(page, "#restore-source", "Fashion-MNIST test image")
+    _set_number(page, "#restore-nfe", 20_000)
+    _set_number(page, "#restore-samples", 1)
+    page.find_element(By.CSS_SELECTOR, "#restore-button").click()
     _wait(lambda: "Running" in _text(page, "#restore-status"), 30, "the job to run")
     page.find_element(By.CSS_SELECTOR, "#restore-cancel").click()
     _wait(lambda: "Cancelled" in _text(page, "#restore-status"), 20, "the cancellation")
     assert not _tiles(page, "#restore-samples-a")
+    page.find_element(By.CSS_SELECTOR, "#restore-cancel").click()
+    _wait(lambda: "Nothing to cancel" in _text(page, "#restore-status"), 10, "the second click")
 
 
 def test_separate_a_generated_mix(page, shots):

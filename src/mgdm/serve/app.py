@@ -181,6 +181,8 @@ def _notes(notes: Iterable[str]) -> str:
 
 def _progress(server: Server, job: Job[Any], what: str) -> str:
     """The status line of a job still waiting or running."""
+    if job.cancel.is_set():
+        return "**Cancelling…**"
     if not job.started:
         ahead = server.ahead_of(job)
         return f"**Waiting for a worker:** {ahead} job(s) ahead of this one."
@@ -311,9 +313,10 @@ def build_app(server: Server) -> Any:  # -> gradio.Blocks
         stems = [str(written[name]) for name in separation.names]
         yield (done, *audio, stems)
 
-    def cancel(request: gr.Request) -> str:
-        count = server.cancel(request.session_hash)
-        return "**Cancelling…**" if count else "Nothing to cancel."
+    def cancel(request: gr.Request) -> Any:
+        # While a job runs, the status line belongs to its generator, which shows "Cancelling…"
+        # and then "Cancelled"; writing it here too would race that generator's last message.
+        return gr.skip() if server.cancel(request.session_hash) else "Nothing to cancel."
 
     # ------------------------------------------------------------------ the controls both tabs have
     def nfe_box(tab: str) -> Any:
