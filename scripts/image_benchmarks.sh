@@ -35,9 +35,15 @@ declare -A RUNS=(
   # samplers only: the CPU time of one session).
   [main-nfe1000]="--prior fashion-mnist --tasks all --samplers mgdm,dps --images 8 --seeds 0 --budget 1000 --batch 8"
   [latent-2026-12]="--prior fashion-mnist-latent --tasks all --samplers all --images 8 --seeds 0 --budget 200 --batch 8"
+  # The exact-posterior table under MGDM's budget rule of 2026-12 (a copy of kde-exact without the
+  # MGDM cells; only MGDM runs again), and the same table at 1000 calls for every sampler
+  # (starts as a copy of kde-nfe1000, whose MGDM and DPS cells on sr4 and box inpainting it reuses).
+  [kde-exact-2026-12]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers all --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
+  [kde-exact-nfe1000]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers all --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
   [curve]="--prior fashion-mnist --tasks sr4,box_inpainting --samplers dps,ddnm,reddiff --mgdm-preset fast --mgdm-sweeps 1,2,4,6 --images 8 --seeds 0 --batch 8"
 )
-ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent main-2026-12 latent-2026-12 main-nfe1000)
+ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent main-2026-12 latent-2026-12 main-nfe1000
+  kde-exact-2026-12 kde-exact-nfe1000)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then
@@ -49,6 +55,9 @@ for name in "${@:-${ORDER[@]}}"; do
     cp "$OUT/${name%-2026-12}.sqlite" "$OUT/$name.sqlite"
     sqlite3 "$OUT/$name.sqlite" "DELETE FROM cells WHERE sampler = 'mgdm'" 2>/dev/null ||
       .venv/bin/python -c "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(\"DELETE FROM cells WHERE sampler = 'mgdm'\"); c.commit()" "$OUT/$name.sqlite"
+  fi
+  if [[ "$name" == kde-exact-nfe1000 && ! -f "$OUT/$name.sqlite" ]]; then
+    cp "$OUT/kde-nfe1000.sqlite" "$OUT/$name.sqlite"
   fi
   if [[ "$PROCS" -gt 1 ]]; then
     .venv/bin/torchrun --nproc-per-node "$PROCS" -m mgdm.cli bench images ${RUNS[$name]} --db "$OUT/$name.sqlite"
