@@ -174,3 +174,15 @@ def test_precisions_on_cuda(precision) -> None:
     cpu_prior, cpu_problem, _ = tiny_case(torch.device("cpu"))
     on_cpu = sampler.sample(cpu_prior, cpu_problem, [0, 1]).samples
     torch.testing.assert_close(result.cpu(), on_cpu, rtol=0.02, atol=0.05)
+
+
+def test_device_copies_are_made_once_and_match_to() -> None:
+    """A constant table is copied to a (device, dtype) once, with the values of ``tensor.to``."""
+    table = torch.linspace(0, 1, 7, dtype=torch.float64)
+    copies = devices.DeviceCopies(table)
+    cpu = torch.device("cpu")
+    assert copies.on(cpu) is table  # its own device and dtype: no copy at all
+    x = torch.zeros(3, dtype=torch.float32)
+    first = copies.like(x)
+    assert first is copies.like(x) and first is copies.on(cpu, torch.float32)
+    assert first.dtype == torch.float32 and torch.equal(first, table.to(x))

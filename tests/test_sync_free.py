@@ -254,27 +254,10 @@ def cuda_image_case() -> tuple[object, object]:
     return prior, Problem(operator, y.to(cuda), GaussianNoise(0.05))
 
 
-EDM_SYNC = "priors/edm.py copies each call's time to the device (EDMDenoiser.denoise)"
-SVD_SYNC = "operators/base.py copies its SVD tables (basis, permutation) to the device per call"
-
-
 @pytest.mark.device
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (scripts/gpu_check.sh runs it)")
 @pytest.mark.parametrize(
-    "name",
-    [
-        "dps",
-        "reddiff",
-        pytest.param("pgdm", marks=pytest.mark.xfail(reason=SVD_SYNC, strict=False)),
-        pytest.param("ddnm", marks=pytest.mark.xfail(reason=SVD_SYNC, strict=False)),
-        pytest.param("diffpir", marks=pytest.mark.xfail(reason=SVD_SYNC, strict=False)),
-        pytest.param("daps", marks=pytest.mark.xfail(reason=EDM_SYNC, strict=False)),
-        pytest.param("pnpdm", marks=pytest.mark.xfail(reason=EDM_SYNC, strict=False)),
-        pytest.param(
-            "mgdm",
-            marks=pytest.mark.xfail(reason="MGDM's loop is being made sync-free", strict=False),
-        ),
-    ],
+    "name", ["dps", "reddiff", "pgdm", "ddnm", "diffpir", "daps", "pnpdm", "mgdm"]
 )
 def test_samplers_make_no_synchronisation_per_step_on_cuda(name) -> None:
     """A run twice as long makes no more synchronisations (those of the setup, once per run:

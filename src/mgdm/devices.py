@@ -1,6 +1,6 @@
 """Torch devices by name, checked before any work starts; the numerical precision of the network
 calls (:func:`use_precision`, :func:`autocast_dtype`); torch's CPU thread count for the duration
-of a call (:func:`torch_threads`).
+of a call (:func:`torch_threads`); constant tables kept once per device (:class:`DeviceCopies`).
 
 Accepted devices: ``auto`` (the default of every command that runs a network: ``cuda`` where
 torch sees a CUDA GPU, else ``cpu``; ``mps`` is never chosen automatically, name it), ``cpu``,
@@ -82,6 +82,34 @@ def is_host(tensor: torch.Tensor) -> bool:
     exits) only on such tensors; on an accelerator they check once per run, or with
     ``torch._assert_async``, so that no step waits for the device."""
     return tensor.device.type == "cpu"
+
+
+class DeviceCopies:
+    """A constant tensor (an operator's permutation or basis, a schedule's table) and its copies
+    on the devices and dtypes it is asked for, each made once.
+
+    Operators and priors build their tables on the CPU; copying a table inside every call would
+    make each step of a sampling loop on an accelerator wait for a host-to-device copy. The
+    copies are never written to (callers index, multiply or transpose them).
+    """
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+        self._copies: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def on(self, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The tensor on ``device`` in ``dtype`` (default: its own), copied there on first use."""
+        dtype = self.tensor.dtype if dtype is None else dtype
+        if device == self.tensor.device and dtype == self.tensor.dtype:
+            return self.tensor
+        copy = self._copies.get((device, dtype))
+        if copy is None:
+            copy = self._copies[(device, dtype)] = self.tensor.to(device=device, dtype=dtype)
+        return copy
+
+    def like(self, other: torch.Tensor) -> torch.Tensor:
+        """The tensor on ``other``'s device in ``other``'s dtype (as ``tensor.to(other)``)."""
+        return self.on(other.device, other.dtype)
 
 
 def check_precision(precision: str) -> str:

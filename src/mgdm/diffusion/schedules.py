@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from mgdm.devices import is_host
+from mgdm.devices import DeviceCopies, is_host
 
 NUM_TIMESTEPS = 1000
 """Largest time of the integer scale; times are ``0 … NUM_TIMESTEPS``."""
@@ -34,9 +34,7 @@ class Schedule:
 
     abar: Tensor
     name: str = "custom"
-    _on_device: dict[torch.device, Tensor] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
+    _copies: DeviceCopies = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         abar = torch.as_tensor(self.abar, dtype=torch.float64).reshape(-1)
@@ -56,6 +54,7 @@ class Schedule:
         if bool((abar[1:] > abar[:-1]).any()):
             raise ValueError("abar must be non-increasing in time.")
         object.__setattr__(self, "abar", abar)
+        object.__setattr__(self, "_copies", DeviceCopies(abar))
 
     def alpha_bar(self, t: Tensor | int) -> Tensor:
         """``abar_t`` in float64 for integer times ``t`` (any shape; scalars allowed), on the
@@ -78,10 +77,7 @@ class Schedule:
 
     def table_on(self, device: torch.device) -> Tensor:
         """``abar`` ``[1001]`` float64 on ``device``, copied there once per schedule."""
-        table = self._on_device.get(device)
-        if table is None:
-            table = self._on_device[device] = self.abar.to(device)
-        return table
+        return self._copies.on(device)
 
     def to_sigma(self, t: Tensor | int) -> Tensor:
         """The equivalent variance-exploding noise level ``sigma = sqrt((1 - abar) / abar)``."""

@@ -21,6 +21,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from mgdm.devices import DeviceCopies
+
 
 class Operator(ABC):
     """A batched, differentiable forward map ``A: [B, *input_shape] -> [B, *output_shape]``."""
@@ -198,18 +200,18 @@ class GroupMeanSVD(SingularValueDecomposition):
         self.num_groups, self.group_size = num_groups, group_size
         self._to_groups, self._from_groups = to_groups, from_groups
         self._output_shape = output_shape
-        self._basis = constant_first_basis(group_size)
+        self._basis = DeviceCopies(constant_first_basis(group_size))
         self.singular_values = torch.full((num_groups,), group_size**-0.5, dtype=torch.float64)
 
     def Vt(self, x: Tensor) -> Tensor:
-        coefficients = self._to_groups(x) @ self._basis.to(x)
+        coefficients = self._to_groups(x) @ self._basis.like(x)
         rest = coefficients[:, :, 1:].reshape(x.shape[0], -1)
         return torch.cat([coefficients[:, :, 0], rest], dim=1)
 
     def V(self, z: Tensor) -> Tensor:
         first = z[:, : self.num_groups, None]
         rest = z[:, self.num_groups :].reshape(z.shape[0], self.num_groups, self.group_size - 1)
-        return self._from_groups(torch.cat([first, rest], dim=2) @ self._basis.T.to(z))
+        return self._from_groups(torch.cat([first, rest], dim=2) @ self._basis.like(z).T)
 
     def U(self, z: Tensor) -> Tensor:
         return z.reshape(z.shape[0], *self._output_shape)
@@ -239,16 +241,16 @@ class SelectionSVD(SingularValueDecomposition):
         input_shape: tuple[int, ...],
         output_shape: tuple[int, ...],
     ):
-        self._order = order
-        self._inverse = torch.argsort(order)
+        self._order = DeviceCopies(order)
+        self._inverse = DeviceCopies(torch.argsort(order))
         self._input_shape, self._output_shape = input_shape, output_shape
         self.singular_values = torch.ones(num_kept, dtype=torch.float64)
 
     def Vt(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], -1)[:, self._order.to(x.device)]
+        return x.reshape(x.shape[0], -1)[:, self._order.on(x.device)]
 
     def V(self, z: Tensor) -> Tensor:
-        return z[:, self._inverse.to(z.device)].reshape(z.shape[0], *self._input_shape)
+        return z[:, self._inverse.on(z.device)].reshape(z.shape[0], *self._input_shape)
 
     def U(self, z: Tensor) -> Tensor:
         return z.reshape(z.shape[0], *self._output_shape)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mgdm.devices import DeviceCopies
 from mgdm.operators.base import LinearOperator, SingularValueDecomposition, image_shape_of
 from mgdm.random import torch_generator
 
@@ -150,26 +151,24 @@ class Blur(LinearOperator):
         self.kernel = kernel
         self.input_shape = self.output_shape = (channels, height, width)
         self._pad = pad
-        self._rows, self._cols = _reflect_indices(height, pad), _reflect_indices(width, pad)
-
-    def _weight(self, like: Tensor) -> Tensor:
-        """The depth-wise ``conv2d`` weight ``[C, 1, k, k]`` (the flipped kernel)."""
-        weight = self.kernel.flip(0, 1).to(like)
-        return weight.repeat(self.input_shape[0], 1, 1, 1)
+        self._rows = DeviceCopies(_reflect_indices(height, pad))
+        self._cols = DeviceCopies(_reflect_indices(width, pad))
+        # the depth-wise conv2d weight [C, 1, k, k]: the flipped kernel for every channel
+        self._weight = DeviceCopies(kernel.flip(0, 1).repeat(channels, 1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        padded = x.index_select(-2, self._rows.to(x.device)).index_select(
-            -1, self._cols.to(x.device)
+        padded = x.index_select(-2, self._rows.on(x.device)).index_select(
+            -1, self._cols.on(x.device)
         )
-        return F.conv2d(padded, self._weight(x), groups=self.input_shape[0])
+        return F.conv2d(padded, self._weight.like(x), groups=self.input_shape[0])
 
     def adjoint(self, y: Tensor) -> Tensor:
-        padded = F.conv_transpose2d(y, self._weight(y), groups=self.input_shape[0])
+        padded = F.conv_transpose2d(y, self._weight.like(y), groups=self.input_shape[0])
         channels, height, width = self.input_shape
         rows = torch.zeros(*padded.shape[:-1], width, dtype=y.dtype, device=y.device)
-        rows = rows.index_add(-1, self._cols.to(y.device), padded)
+        rows = rows.index_add(-1, self._cols.on(y.device), padded)
         out = torch.zeros(y.shape[0], channels, height, width, dtype=y.dtype, device=y.device)
-        return out.index_add(-2, self._rows.to(y.device), rows)
+        return out.index_add(-2, self._rows.on(y.device), rows)
 
     def __repr__(self) -> str:
         k = self.kernel.shape[0]
@@ -232,21 +231,22 @@ class _SeparableSVD(SingularValueDecomposition):
         cols: tuple[Tensor, Tensor, Tensor],
         shape: tuple[int, int, int],
     ):
-        (self._uh, sh, self._vh), (self._uw, sw, self._vw) = rows, cols
+        (uh, sh, vh), (uw, sw, vw) = rows, cols
+        self._uh, self._vh, self._uw, self._vw = map(DeviceCopies, (uh, vh, uw, vw))
         self._shape = shape
         channels = shape[0]
         values = torch.outer(sh, sw).reshape(-1).repeat(channels)
         order = torch.argsort(values, descending=True, stable=True)
-        self._order, self._inverse = order, torch.argsort(order)
+        self._order, self._inverse = DeviceCopies(order), DeviceCopies(torch.argsort(order))
         self.singular_values = values[order][values[order] > 0]
 
-    def _to_spectral(self, x: Tensor, left: Tensor, right: Tensor) -> Tensor:
-        flat = (left.T.to(x) @ x @ right.to(x)).reshape(x.shape[0], -1)
-        return flat[:, self._order.to(x.device)]
+    def _to_spectral(self, x: Tensor, left: DeviceCopies, right: DeviceCopies) -> Tensor:
+        flat = (left.like(x).T @ x @ right.like(x)).reshape(x.shape[0], -1)
+        return flat[:, self._order.on(x.device)]
 
-    def _from_spectral(self, z: Tensor, left: Tensor, right: Tensor) -> Tensor:
-        grid = z[:, self._inverse.to(z.device)].reshape(z.shape[0], *self._shape)
-        return left.to(z) @ grid @ right.T.to(z)
+    def _from_spectral(self, z: Tensor, left: DeviceCopies, right: DeviceCopies) -> Tensor:
+        grid = z[:, self._inverse.on(z.device)].reshape(z.shape[0], *self._shape)
+        return left.like(z) @ grid @ right.like(z).T
 
     def Vt(self, x: Tensor) -> Tensor:
         return self._to_spectral(x, self._vh, self._vw)
@@ -293,8 +293,8 @@ class ZeroBoundarySeparableBlur(LinearOperator):
         self.window, self.zero = window, float(zero)
         self.input_shape = self.output_shape = (channels, height, width)
         rows, cols = self._axis_svd(height), self._axis_svd(width)
-        self._rows = rows[0] @ torch.diag(rows[1]) @ rows[2].T
-        self._cols = cols[0] @ torch.diag(cols[1]) @ cols[2].T
+        self._rows = DeviceCopies(rows[0] @ torch.diag(rows[1]) @ rows[2].T)
+        self._cols = DeviceCopies(cols[0] @ torch.diag(cols[1]) @ cols[2].T)
         self._svd = _SeparableSVD(rows, cols, self.input_shape)
 
     def _axis_svd(self, length: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -307,10 +307,10 @@ class ZeroBoundarySeparableBlur(LinearOperator):
         return u, torch.where(s < self.zero, torch.zeros_like(s), s), vh.T
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._rows.to(x) @ x @ self._cols.T.to(x)
+        return self._rows.like(x) @ x @ self._cols.like(x).T
 
     def adjoint(self, y: Tensor) -> Tensor:
-        return self._rows.T.to(y) @ y @ self._cols.to(y)
+        return self._rows.like(y).T @ y @ self._cols.like(y)
 
     @property
     def svd(self) -> _SeparableSVD:

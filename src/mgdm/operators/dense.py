@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mgdm.devices import DeviceCopies
 from mgdm.operators.base import LinearOperator, SingularValueDecomposition
 
 
@@ -13,20 +14,20 @@ class DenseSVD(SingularValueDecomposition):
 
     def __init__(self, matrix: Tensor):
         u, s, vh = torch.linalg.svd(matrix.to(torch.float64), full_matrices=True)
-        self._u, self._v = u, vh.T
+        self._u, self._v = DeviceCopies(u), DeviceCopies(vh.T)
         self.singular_values = s
 
     def V(self, z: Tensor) -> Tensor:
-        return z @ self._v.T.to(z)
+        return z @ self._v.like(z).T
 
     def Vt(self, x: Tensor) -> Tensor:
-        return x @ self._v.to(x)
+        return x @ self._v.like(x)
 
     def U(self, z: Tensor) -> Tensor:
-        return z @ self._u.T.to(z)
+        return z @ self._u.like(z).T
 
     def Ut(self, y: Tensor) -> Tensor:
-        return y @ self._u.to(y)
+        return y @ self._u.like(y)
 
 
 class DenseOperator(LinearOperator):
@@ -41,15 +42,16 @@ class DenseOperator(LinearOperator):
         if not bool(torch.isfinite(matrix).all()):
             raise ValueError("the operator matrix has non-finite entries.")
         self.matrix = matrix.to(torch.float64)
+        self._matrix = DeviceCopies(self.matrix)
         self.input_shape = (matrix.shape[1],)
         self.output_shape = (matrix.shape[0],)
         self._svd: DenseSVD | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        return x @ self.matrix.T.to(x)
+        return x @ self._matrix.like(x).T
 
     def adjoint(self, y: Tensor) -> Tensor:
-        return y @ self.matrix.to(y)
+        return y @ self._matrix.like(y)
 
     @property
     def svd(self) -> DenseSVD:

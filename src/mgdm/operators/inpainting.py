@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mgdm.devices import DeviceCopies
 from mgdm.operators.base import LinearOperator, SelectionSVD, image_shape_of
 
 
@@ -35,17 +36,17 @@ class Inpainting(LinearOperator):
         self.mask = mask
         self.input_shape = tuple(mask.shape)
         self.output_shape = (int(kept.numel()),)
-        self._kept = kept
+        self._kept = DeviceCopies(kept)
         self._svd = SelectionSVD(
             torch.cat([kept, missing]), int(kept.numel()), self.input_shape, self.output_shape
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0], -1)[:, self._kept.to(x.device)]
+        return x.reshape(x.shape[0], -1)[:, self._kept.on(x.device)]
 
     def adjoint(self, y: Tensor) -> Tensor:
         flat = torch.zeros(y.shape[0], self.input_size, dtype=y.dtype, device=y.device)
-        flat = flat.index_copy(1, self._kept.to(y.device), y)
+        flat = flat.index_copy(1, self._kept.on(y.device), y)
         return flat.reshape(y.shape[0], *self.input_shape)
 
     @property

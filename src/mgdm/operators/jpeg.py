@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mgdm.devices import DeviceCopies
 from mgdm.operators.base import Operator, image_shape_of
 
 LUMINANCE_TABLE = torch.tensor(
@@ -172,39 +173,45 @@ class JPEG(Operator):
         self.chroma_table = quantization_table(CHROMINANCE_TABLE, quality, clamp_tables)
         self.input_shape = self.output_shape = (channels, height, width)
         dct = dct_matrix(8)
-        self._dct2 = torch.kron(dct, dct)  # flat 8x8 block (row-major) -> flat coefficients
+        # flat 8x8 block (row-major) -> flat coefficients
+        self._dct2 = DeviceCopies(torch.kron(dct, dct))
+        self._luma = DeviceCopies(self.luma_table.reshape(64))
+        self._chroma = DeviceCopies(self.chroma_table.reshape(64))
+        self._rgb_to_ycbcr, self._ycbcr_to_rgb = map(DeviceCopies, (RGB_TO_YCBCR, YCBCR_TO_RGB))
 
     def forward(self, x: Tensor) -> Tensor:
         u = 127.5 * (x + 1)
         if self.input_shape[0] == 1:
-            decoded = self._code_plane(u[:, 0] - 128, self.luma_table)[:, None] + 128
+            decoded = self._code_plane(u[:, 0] - 128, self._luma)[:, None] + 128
         else:
-            ycc = torch.einsum("ij,bjhw->bihw", RGB_TO_YCBCR.to(x), u)  # Y, Cb - 128, Cr - 128
-            luma = self._code_plane(ycc[:, 0] - 128, self.luma_table) + 128
+            ycc = torch.einsum(
+                "ij,bjhw->bihw", self._rgb_to_ycbcr.like(x), u
+            )  # Y, Cb - 128, Cr - 128
+            luma = self._code_plane(ycc[:, 0] - 128, self._luma) + 128
             chroma = F.avg_pool2d(ycc[:, 1:], 2) if self.subsampled else ycc[:, 1:]
             chroma = torch.stack(
-                [self._code_plane(chroma[:, i], self.chroma_table) for i in range(2)], dim=1
+                [self._code_plane(chroma[:, i], self._chroma) for i in range(2)], dim=1
             )
             if self.subsampled and self.chroma_upsampling == "fancy":
                 chroma = fancy_upsample(chroma)
             elif self.subsampled:
                 chroma = chroma.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
             ycc = torch.cat([luma[:, None], chroma], dim=1)
-            decoded = torch.einsum("ij,bjhw->bihw", YCBCR_TO_RGB.to(x), ycc)
+            decoded = torch.einsum("ij,bjhw->bihw", self._ycbcr_to_rgb.like(x), ycc)
         return decoded.clamp(0, 255) / 127.5 - 1
 
-    def _code_plane(self, plane: Tensor, table: Tensor) -> Tensor:
+    def _code_plane(self, plane: Tensor, table: DeviceCopies) -> Tensor:
         """DCT, quantise, dequantise and invert one level-shifted plane ``[B, h, w]`` (``Y - 128``,
         ``Cb - 128`` or ``Cr - 128``); returns the decoded plane, still level-shifted."""
         batch, height, width = plane.shape
         blocks = plane.reshape(batch, height // 8, 8, width // 8, 8).transpose(2, 3)
         blocks = blocks.reshape(batch, height // 8, width // 8, 64)
-        dct2, table = self._dct2.to(plane), table.reshape(64).to(plane)
-        coefficients = blocks @ dct2.T / table
+        dct2, steps = self._dct2.like(plane), table.like(plane)
+        coefficients = blocks @ dct2.T / steps
         quantised = (
             torch.round(coefficients) if self.rounding == "hard" else cubic_round(coefficients)
         )
-        restored = (quantised * table) @ dct2
+        restored = (quantised * steps) @ dct2
         restored = restored.reshape(batch, height // 8, width // 8, 8, 8).transpose(2, 3)
         return restored.reshape(batch, height, width)
 

@@ -92,8 +92,17 @@ class EDMDenoiser:
         return self.prior.schedule.to_sigma(self.time_of(sigma))
 
     def __call__(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        """``D(x; sigma) ≈ D_k(sqrt(abar_k) x)`` with ``k = k(sigma)``; ``[B, *sample_shape]``."""
-        times = self.time_of(sigma).to(x.device).expand(x.shape[0])
+        """``D(x; sigma) ≈ D_k(sqrt(abar_k) x)`` with ``k = k(sigma)``; ``[B, *sample_shape]``.
+
+        ``sigma``: one level (a float, as the samplers pass) or per-sample levels ``[B]``, on the
+        host. ``k`` is found there; one level is filled into a tensor on ``x``'s device (no copy,
+        no wait for the device), per-sample ones are copied without blocking.
+        """
+        if isinstance(sigma, Tensor) and sigma.numel() > 1:
+            times = self.time_of(sigma).reshape(-1).to(x.device, non_blocking=True)
+        else:
+            k = int(self.time_of(float(sigma)))
+            times = torch.full((x.shape[0],), k, dtype=torch.int64, device=x.device)
         scale = torch.sqrt(self.prior.schedule.alpha_bar(times))
         return self.prior.denoise(per_sample(scale, x) * x, times)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mgdm.devices import DeviceCopies
 from mgdm.diffusion.conversions import x0_to_score
 from mgdm.diffusion.schedules import Schedule
 from mgdm.priors.base import Denoiser, as_time_vector
@@ -117,6 +118,14 @@ class GaussianMixture(Denoiser):
         self.schedule = schedule
         self.sample_shape = (dim,)
         self.dtype = dtype
+        self._copies: dict[str, DeviceCopies] = {}
+
+    def _on(self, name: str, device: torch.device) -> Tensor:
+        """The table ``name`` (``means``, ``eigenvalues``, ...) on ``device``, copied there once
+        (a per-call copy would make every step on an accelerator wait for it)."""
+        if name not in self._copies:
+            self._copies[name] = DeviceCopies(getattr(self, name))
+        return self._copies[name].on(device)
 
     @property
     def n_components(self) -> int:
@@ -138,13 +147,13 @@ class GaussianMixture(Denoiser):
         """Per-component coordinates ``Q_i^T v``: ``v`` ``[B, K, d]`` -> ``[B, K, d]``."""
         if self.eigenvectors is None:
             return v
-        return torch.einsum("kde,bkd->bke", self.eigenvectors.to(v.device), v)
+        return torch.einsum("kde,bkd->bke", self._on("eigenvectors", v.device), v)
 
     def _from_eigen(self, v: Tensor) -> Tensor:
         """Inverse of :meth:`_to_eigen`: ``Q_i v``."""
         if self.eigenvectors is None:
             return v
-        return torch.einsum("kde,bke->bkd", self.eigenvectors.to(v.device), v)
+        return torch.einsum("kde,bke->bkd", self._on("eigenvectors", v.device), v)
 
     def _noised(self, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Shared quantities at time t for x_t ``[B, d]``.
@@ -156,14 +165,14 @@ class GaussianMixture(Denoiser):
         x = x_t.to(torch.float64)
         device = x.device
         abar = self.schedule.alpha_bar(t.to(device))[:, None, None]
-        means = self.means.to(device)
-        lam = self.eigenvalues.to(device)[None]
+        means = self._on("means", device)
+        lam = self._on("eigenvalues", device)[None]
         centred = self._to_eigen(x[:, None, :] - torch.sqrt(abar) * means[None])
         gamma = abar * lam + (1.0 - abar)
         log_density = -0.5 * (
             (centred**2 / gamma).sum(-1) + torch.log(gamma).sum(-1) + self.dim * _LOG_2PI
         )
-        return abar, centred, gamma, self.log_weights.to(device)[None] + log_density
+        return abar, centred, gamma, self._on("log_weights", device)[None] + log_density
 
     # ---------------------------------------------------------------- diffusion quantities
     def log_prob(self, x_t: Tensor, t: Tensor | int) -> Tensor:
@@ -187,15 +196,15 @@ class GaussianMixture(Denoiser):
         device = x.device
         abar = self.schedule.alpha_bar(t.to(device))[:, None]  # [B, 1]
         root = torch.sqrt(abar)
-        lam = self.isotropic_variances.to(device)[None]  # [1, K]
+        lam = self._on("isotropic_variances", device)[None]  # [1, K]
         gamma = abar * lam + (1.0 - abar)  # [B, K]
         sq_dist = (
             (x**2).sum(-1, keepdim=True)
-            - 2 * root * (x @ self.means.to(device).T)
-            + abar * self.mean_sq_norms.to(device)[None]
+            - 2 * root * (x @ self._on("means", device).T)
+            + abar * self._on("mean_sq_norms", device)[None]
         ).clamp_min(0.0)
         logits = (
-            self.log_weights.to(device)[None]
+            self._on("log_weights", device)[None]
             - sq_dist / (2 * gamma)
             - 0.5 * self.dim * torch.log(gamma)
         )
@@ -212,10 +221,10 @@ class GaussianMixture(Denoiser):
         x = x_t.to(torch.float64)
         abar, gamma, logits = self._isotropic_logits(x, t)
         root = torch.sqrt(abar)
-        lam = self.isotropic_variances.to(x.device)[None]  # [1, K]
+        lam = self._on("isotropic_variances", x.device)[None]  # [1, K]
         resp = torch.softmax(logits, dim=-1)
         gain = root * lam / gamma  # k_i, [B, K]
-        x0 = (resp * (1.0 - root * gain)) @ self.means.to(x.device) + (resp * gain).sum(
+        x0 = (resp * (1.0 - root * gain)) @ self._on("means", x.device) + (resp * gain).sum(
             -1, keepdim=True
         ) * x
         return x0.to(x_t.dtype)
@@ -226,9 +235,9 @@ class GaussianMixture(Denoiser):
         if self.isotropic_variances is not None:
             return self._isotropic_denoise(x_t, t)
         abar, centred, gamma, log_terms = self._noised(x_t, t)
-        lam = self.eigenvalues.to(x_t.device)[None]
+        lam = self._on("eigenvalues", x_t.device)[None]
         shift = self._from_eigen(torch.sqrt(abar) * lam / gamma * centred)
-        component_means = self.means.to(x_t.device)[None] + shift
+        component_means = self._on("means", x_t.device)[None] + shift
         x0 = (torch.softmax(log_terms, dim=-1)[..., None] * component_means).sum(1)
         return x0.to(x_t.dtype)
 
@@ -242,7 +251,7 @@ class GaussianMixture(Denoiser):
         """An exact draw of ``p_{0|t}(x_0 | x_t)`` per sample; ``[B, d]``."""
         x_t = self._check(x_t)
         abar, centred, gamma, log_terms = self._noised(x_t, t)
-        lam = self.eigenvalues.to(x_t.device)[None]
+        lam = self._on("eigenvalues", x_t.device)[None]
         component = sample_categorical(log_terms, noise)
         b = torch.arange(x_t.shape[0], device=x_t.device)
         mean_eigen = (torch.sqrt(abar) * lam / gamma * centred)[b, component]
@@ -250,8 +259,10 @@ class GaussianMixture(Denoiser):
         xi = noise.randn(self.dim, dtype=torch.float64)
         offset = mean_eigen + torch.sqrt(var_eigen) * xi
         if self.eigenvectors is not None:
-            offset = torch.einsum("bde,be->bd", self.eigenvectors.to(x_t.device)[component], offset)
-        return (self.means.to(x_t.device)[component] + offset).to(x_t.dtype)
+            offset = torch.einsum(
+                "bde,be->bd", self._on("eigenvectors", x_t.device)[component], offset
+            )
+        return (self._on("means", x_t.device)[component] + offset).to(x_t.dtype)
 
     def initial_state(
         self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32
@@ -265,14 +276,16 @@ class GaussianMixture(Denoiser):
     # ---------------------------------------------------------------- exact sampling
     def _component_draw(self, component: Tensor, xi: Tensor) -> Tensor:
         """``mu_c + Sigma_c^{1/2} xi`` for component indices ``[B]`` and ``xi`` ``[B, d]``."""
-        scaled = torch.sqrt(self.eigenvalues.to(xi.device)[component]) * xi
+        scaled = torch.sqrt(self._on("eigenvalues", xi.device)[component]) * xi
         if self.eigenvectors is not None:
-            scaled = torch.einsum("bde,be->bd", self.eigenvectors.to(xi.device)[component], scaled)
-        return self.means.to(xi.device)[component] + scaled
+            scaled = torch.einsum(
+                "bde,be->bd", self._on("eigenvectors", xi.device)[component], scaled
+            )
+        return self._on("means", xi.device)[component] + scaled
 
     def sample(self, noise: SampleNoise) -> Tensor:
         """Exact prior draws, one per stream of ``noise``; ``[B, d]`` float64."""
-        log_w = self.log_weights.to(noise.device)[None].expand(noise.batch_size, -1)
+        log_w = self._on("log_weights", noise.device)[None].expand(noise.batch_size, -1)
         component = sample_categorical(log_w, noise)
         return self._component_draw(component, noise.randn(self.dim, dtype=torch.float64))
 
