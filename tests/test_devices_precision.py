@@ -69,6 +69,25 @@ def test_every_command_with_a_device_defaults_to_auto_and_fp32() -> None:
             assert options["--precision"].default == "fp32", command.prog
     for name in ("mgdm restore", "mgdm separate", "mgdm bench cost", "mgdm bench images"):
         assert name in with_device
+    # The commands without one run no diffusion network: tables read from databases, data and
+    # checkpoint conversion, task figures; the classifier (0.55M parameters) trains on the CPU.
+    without = {
+        command.prog
+        for command in parsers(build_parser())
+        if not any(isinstance(a, argparse._SubParsersAction) for a in command._actions)
+    } - set(with_device)
+    assert without == {
+        "mgdm audio-data",
+        "mgdm bench gmm-table",
+        "mgdm bench ladder-table",
+        "mgdm bench nfe-curve-table",
+        "mgdm bench audio-table",
+        "mgdm convert-checkpoint",
+        "mgdm report",
+        "mgdm tasks figures",
+        "mgdm tasks jpeg-vs-pillow",
+        "mgdm train classifier",
+    }
 
 
 @pytest.mark.parametrize("argv", [["--precision", "fp8"], ["--device", "tpu"]])

@@ -138,3 +138,25 @@ def test_latent_model_card_describes_the_autoencoder(tmp_path):
     evaluation = PriorEvaluation(64, 50, 1.0, 30.0, 1.0, 0.5, 0.01, 0.91, "cpu", "2.13", 1)
     card = render_model_card(run, evaluation, "cmd", "here", autoencoder)
     assert "latent DDPM" in card and "25.50 dB" in card and "3 channel(s) in and out" in card
+
+
+def test_prior_samples_run_the_network_in_the_current_precision():
+    """``mgdm evaluate --precision bf16`` reaches the network calls: they run under autocast,
+    and the samples come back float32 on the CPU."""
+    from mgdm.devices import use_precision
+
+    class Recording(KernelDensityPrior):
+        seen: list[bool] = []
+
+        def denoise(self, x_t, t):
+            self.seen.append(torch.is_autocast_enabled("cpu"))
+            return super().denoise(x_t, t)
+
+    prior = Recording(_images(2, 3), 0.02)
+    with use_precision("bf16"):
+        samples = sample_prior(prior, [1, 2], num_steps=5, device="cpu")
+    assert Recording.seen and all(Recording.seen)
+    assert samples.dtype == torch.float32 and samples.device.type == "cpu"
+    Recording.seen.clear()
+    sample_prior(prior, [1, 2], num_steps=5)
+    assert Recording.seen and not any(Recording.seen)

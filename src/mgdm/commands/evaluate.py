@@ -13,7 +13,12 @@ import argparse
 from pathlib import Path
 
 from mgdm.checkpoints import read_json_object
-from mgdm.commands.arguments import non_negative_int, positive_int, show_progress
+from mgdm.commands.arguments import (
+    add_device_option,
+    non_negative_int,
+    positive_int,
+    show_progress,
+)
 from mgdm.files import check_output_dir, write_atomically
 
 AUDIO_PRIOR_HELP = """\
@@ -76,6 +81,7 @@ def add_card_options(parser: argparse.ArgumentParser) -> None:
         help="the training command, quoted in the card",
     )
     parser.add_argument("--training-hardware", required=True, help="where it was trained, in words")
+    add_device_option(parser)
 
 
 def add_audio_parser(commands: argparse._SubParsersAction) -> None:
@@ -153,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
     if autoencoder_run is not None:
         _check_training_run(autoencoder_run, "--autoencoder-run", (AUTOENCODER_RUN_KIND,))
         read_json_object(autoencoder_run / "metrics.json", "--autoencoder-run metrics")
-    evaluation, samples = evaluate_prior(load_prior(folder), args.samples, args.steps)
+    prior = load_prior(folder, device=args.device)
+    evaluation, samples = evaluate_prior(prior, args.samples, args.steps, device=args.device)
     card = render_model_card(
         run_dir, evaluation, args.training_command, args.training_hardware, autoencoder_run
     )
@@ -183,7 +190,7 @@ def run_audio(args: argparse.Namespace) -> int:
     run_dir = Path(args.run) if args.run else folder
     check_grid_points(args.steps)
     check_output_dir(folder, "--prior")
-    prior = load_audio_prior(folder)
+    prior = load_audio_prior(folder, device=args.device)
     training_runs(run_dir, prior.stems, isinstance(prior, IndependentStemsPrior))  # fail early
     data = load_stem_tensor(args.data)
     reference = stem_clips_for(prior, data, args.data)[0]  # also checks the file fits the prior
@@ -195,6 +202,7 @@ def run_audio(args: argparse.Namespace) -> int:
         args.seed,
         batch_size=args.batch_size,
         progress=show_progress(args),
+        device=args.device,
     )
     save_audio_evaluation(evaluation, folder / "evaluation.json")
     write_sample_audio(samples, prior.stems, prior.sample_rate, folder, reference)

@@ -192,18 +192,24 @@ def heldout_noise(seed: int, index: int, shape: tuple[int, ...]) -> tuple[int, T
 
 @torch.no_grad()
 def heldout_loss(
-    prior: AudioPrior | IndependentStemsPrior, clips: Tensor, seed: int = 0, batch_size: int = 16
+    prior: AudioPrior | IndependentStemsPrior,
+    clips: Tensor,
+    seed: int = 0,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
 ) -> Tensor:
     """Per-stem training objective of ``prior`` on ``clips`` ``[N, S, L]``: ``[S]`` float64, the
     mean square over clips and samples of the residual of :func:`objective_residual`, ``(k,
-    eps)`` of clip ``i`` from :func:`heldout_noise`."""
+    eps)`` of clip ``i`` from :func:`heldout_noise` (drawn on the CPU; each batch is moved to
+    ``device``, where the prior's network lives)."""
     parts = prior.parts if isinstance(prior, IndependentStemsPrior) else (prior,)
     total = torch.zeros(clips.shape[1], dtype=torch.float64)
     for start in range(0, clips.shape[0], batch_size):
         x0 = clips[start : start + batch_size]
         draws = [heldout_noise(seed, start + i, tuple(x0.shape[1:])) for i in range(x0.shape[0])]
-        k = torch.tensor([d[0] for d in draws])
-        eps = torch.stack([d[1] for d in draws])
+        k = torch.tensor([d[0] for d in draws]).to(device)
+        eps = torch.stack([d[1] for d in draws]).to(device)
+        x0 = x0.to(device)
         abar = prior.schedule.alpha_bar(k).to(x0.dtype).view(-1, 1, 1)
         x_k = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
         channel = 0
@@ -211,7 +217,7 @@ def heldout_loss(
             width = part.sample_shape[0]
             window = slice(channel, channel + width)
             residual = objective_residual(part, x0[:, window], x_k[:, window], k, eps[:, window])
-            total[window] += residual.to(torch.float64).square().sum(dim=(0, 2))
+            total[window] += residual.to(torch.float64).square().sum(dim=(0, 2)).cpu()
             channel += width
     return total / (clips.shape[0] * clips.shape[2])
 
@@ -263,6 +269,7 @@ def evaluate_audio_prior(
     eta: float = 1.0,
     batch_size: int = 16,
     progress: bool = False,
+    device: torch.device | str = "cpu",
 ) -> tuple[AudioPriorEvaluation, Tensor]:
     """Measure ``prior`` on ``test_data``, a stem file or its loaded contents (module
     docstring); returns the figures and the ``count`` samples ``[count, S, L]``. ``batch_size`` clips go through the
@@ -277,10 +284,10 @@ def evaluate_audio_prior(
     else:
         data, source = load_stem_tensor(test_data), str(test_data)
     clips = stem_clips_for(prior, data, source)
-    losses = heldout_loss(prior, clips, seed, batch_size)
+    losses = heldout_loss(prior, clips, seed, batch_size, device)
     started = time.perf_counter()
     seeds = [derive_seed(seed, SAMPLE_STREAM, n) for n in range(count)]
-    samples = sample_prior(prior, seeds, num_steps, eta, batch_size, progress)
+    samples = sample_prior(prior, seeds, num_steps, eta, batch_size, progress, device)
     seconds = time.perf_counter() - started
     half = clips.shape[0] // 2
     floor_set, reference = clips[: min(count, half)], clips[half:]

@@ -22,11 +22,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mgdm.devices import autocast_dtype, current_precision
 from mgdm.diffusion.bridge import ddim_step
 from mgdm.diffusion.schedules import NUM_TIMESTEPS, timestep_grid
 from mgdm.files import write_atomically
 from mgdm.priors.base import Denoiser
 from mgdm.random import SampleNoise, derive_seed
+from mgdm.samplers.base import CountingDenoiser
 
 
 def check_grid_points(num_steps: int) -> None:
@@ -44,21 +46,28 @@ def sample_prior(
     eta: float = 1.0,
     batch_size: int = 250,
     progress: bool = False,
+    device: torch.device | str = "cpu",
 ) -> Tensor:
     """``len(seeds)`` samples ``[N, *sample_shape]`` by DDIM(eta) with ``num_steps`` grid points
-    (:func:`check_grid_points`), clamped to the prior's data range."""
+    (:func:`check_grid_points`), clamped to the prior's data range; returned on the CPU.
+
+    ``device`` is where the prior's network lives (the states are drawn there); its calls run in
+    the current precision (:func:`mgdm.devices.use_precision`, fp32 unless set).
+    """
     check_grid_points(num_steps)
+    device = torch.device(device)
+    network = CountingDenoiser(prior, autocast_dtype(current_precision(), device))
     grid = timestep_grid(num_steps).tolist()[::-1]
     chunks = []
     bar = tqdm(total=len(seeds) * (len(grid) - 1), desc="prior samples", disable=not progress)
     for start in range(0, len(seeds), batch_size):
-        noise = SampleNoise(seeds[start : start + batch_size])
+        noise = SampleNoise(seeds[start : start + batch_size], device=device)
         x = prior.initial_state(noise, grid[0])
         for t, t_next in itertools.pairwise(grid):
-            x0_hat = prior.denoise(x, torch.full((x.shape[0],), t))
+            x0_hat = network.denoise(x, torch.full((x.shape[0],), t, device=device))
             x = ddim_step(prior.schedule, x, x0_hat, t, t_next, noise.randn(*x.shape[1:]), eta)
             bar.update(x.shape[0])
-        chunks.append(x)
+        chunks.append(x.cpu())
     bar.close()
     samples = torch.cat(chunks)
     return samples.clamp(*prior.data_range) if prior.data_range is not None else samples
@@ -99,12 +108,18 @@ def machine_description() -> str:
 
 
 def evaluate_prior(
-    prior: Denoiser, count: int = 1000, num_steps: int = 100, eta: float = 1.0, seed: int = 0
+    prior: Denoiser,
+    count: int = 1000,
+    num_steps: int = 100,
+    eta: float = 1.0,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> tuple[PriorEvaluation, Tensor]:
     """Draw ``count`` samples and measure them (see the module docstring); returns the figures
     and the samples ``[count, 1, 32, 32]`` (a latent prior's samples are decoded, then clamped,
     before they are measured; the sampling time includes the decoding). Needs the Fashion-MNIST
-    data and the shipped classifier."""
+    data and the shipped classifier. ``device``: where the prior's network lives (the samples and
+    the figures are computed on the CPU from there on)."""
     from mgdm.data.fashion_mnist import load_fashion_mnist
     from mgdm.metrics.fashion_classifier import SHIPPED_CLASSIFIER_DIR, load_classifier
     from mgdm.metrics.image_quality import frechet_distance
@@ -116,7 +131,8 @@ def evaluate_prior(
     train = load_fashion_mnist("train", limit=count).images
     started = time.perf_counter()
     seeds = [derive_seed(seed, 21, n) for n in range(count)]
-    samples = prior.samples_to_data(sample_prior(prior, seeds, num_steps, eta, progress=True))
+    drawn = sample_prior(prior, seeds, num_steps, eta, progress=True, device=device)
+    samples = prior.samples_to_data(drawn.to(device)).cpu()
     seconds = time.perf_counter() - started
     accuracy = json.loads((SHIPPED_CLASSIFIER_DIR / "metrics.json").read_text())["test_accuracy"]
     evaluation = PriorEvaluation(
