@@ -153,6 +153,13 @@ def test_variants_and_skipped_samplers(files) -> None:
     assert notes == ["mgdm-independent left out: no --independent-prior given."]
     preset, _ = audio_variants("mgdm", [], independent=True)
     assert [(v.label, v.overrides) for v in preset] == [("mgdm", {}), ("mgdm-independent", {})]
+    corrected, _ = audio_variants("mgdm", [2], True, "covariance-corrected")
+    assert [(v.label, v.build().config.likelihood) for v in corrected] == [
+        ("mgdm-cc-R2", "covariance-corrected"),
+        ("mgdm-independent-cc", "covariance-corrected"),
+    ]
+    with pytest.raises(ValueError, match="unknown MGDM likelihood 'exact'; accepted: plain"):
+        audio_variants("mgdm", [2], False, "exact")
     network = build_unet1d(UNet1DConfig(in_channels=4, **TINY), seed=0)
     prior = AudioPrior(network, STEMS, 8000, LENGTH)
     plan = plan_variant(AudioVariant("mgdm-R6", "mgdm", {"gibbs_sweeps": 6}), prior, 70, 1e-4)

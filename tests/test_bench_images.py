@@ -143,6 +143,13 @@ def test_mgdm_sweeps_add_labelled_variants():
     assert labels == ["mgdm-reference", "dps", "mgdm-reference-R1", "mgdm-reference-R4"]
     with pytest.raises(ValueError, match="distinct"):
         sampler_variants("dps,dps")
+    corrected = sampler_variants("mgdm", "default", [4], "image", "covariance-corrected")
+    assert [(v.label, v.overrides) for v in corrected] == [
+        ("mgdm-cc", {"likelihood": "covariance-corrected"}),
+        ("mgdm-cc-R4", {"gibbs_sweeps": 4, "likelihood": "covariance-corrected"}),
+    ]
+    with pytest.raises(ValueError, match="unknown MGDM likelihood 'exact'"):
+        sampler_variants("mgdm", mgdm_likelihood="exact")
 
 
 # ----------------------------------------------------------------------------- command line

@@ -145,18 +145,18 @@ def test_prior_samples_run_the_network_in_the_current_precision():
     and the samples come back float32 on the CPU."""
     from mgdm.devices import use_precision
 
-    class Recording(KernelDensityPrior):
-        seen: list[bool] = []
+    seen: list[bool] = []
 
+    class Recording(KernelDensityPrior):
         def denoise(self, x_t, t):
-            self.seen.append(torch.is_autocast_enabled("cpu"))
+            seen.append(torch.is_autocast_enabled("cpu"))
             return super().denoise(x_t, t)
 
     prior = Recording(_images(2, 3), 0.02)
     with use_precision("bf16"):
         samples = sample_prior(prior, [1, 2], num_steps=5, device="cpu")
-    assert Recording.seen and all(Recording.seen)
+    assert seen and all(seen)
     assert samples.dtype == torch.float32 and samples.device.type == "cpu"
-    Recording.seen.clear()
+    seen.clear()
     sample_prior(prior, [1, 2], num_steps=5)
-    assert Recording.seen and not any(Recording.seen)
+    assert seen and not any(seen)

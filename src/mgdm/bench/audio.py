@@ -80,6 +80,7 @@ from mgdm.bench.runtime import (
 from mgdm.bench.seeds import name_key, parse_seeds
 from mgdm.bench.store import config_json, config_matches
 from mgdm.checkpoints import file_sha256
+from mgdm.likelihood import LIKELIHOODS
 from mgdm.operators.mixing import Mixing
 from mgdm.operators.noise import GaussianNoise
 from mgdm.problem import Problem
@@ -115,14 +116,27 @@ class AudioVariant:
 
 
 def audio_variants(
-    samplers: str, mgdm_sweeps: Sequence[int], independent: bool
+    samplers: str,
+    mgdm_sweeps: Sequence[int],
+    independent: bool,
+    mgdm_likelihood: str = "plain",
 ) -> tuple[list[AudioVariant], list[str]]:
     """The variants of ``samplers`` (``"all"``: the audio samplers; or a comma list) and notes.
 
     ``mgdm`` becomes one variant ``mgdm-R{R}`` per ``R`` in ``mgdm_sweeps`` (the preset ``mgdm``
     when it is empty), plus ``mgdm-independent`` with the largest of those ``R`` when
-    ``independent`` (a note says it is left out otherwise).
+    ``independent`` (a note says it is left out otherwise). With ``mgdm_likelihood``
+    ``covariance-corrected`` (MGDM's potential ``N(y; A D_ell(x), sigma_y^2 I + (1 - abar_ell)
+    A A^T)``, :mod:`mgdm.likelihood`) the MGDM labels carry ``-cc``: ``mgdm-cc-R{R}``,
+    ``mgdm-independent-cc``.
     """
+    if mgdm_likelihood not in LIKELIHOODS:
+        raise ValueError(
+            f"unknown MGDM likelihood {mgdm_likelihood!r}; accepted: {', '.join(LIKELIHOODS)}."
+        )
+    corrected = mgdm_likelihood != "plain"
+    tag = "-cc" if corrected else ""
+    extra: dict[str, Any] = {"likelihood": mgdm_likelihood} if corrected else {}
     sweeps = list(dict.fromkeys(mgdm_sweeps))
     for sweep in sweeps:
         if isinstance(sweep, bool) or not isinstance(sweep, int) or sweep < 1:
@@ -134,12 +148,15 @@ def audio_variants(
             variants.append(AudioVariant(name, name))
             continue
         if sweeps:
-            variants += [AudioVariant(f"mgdm-R{r}", name, {"gibbs_sweeps": r}) for r in sweeps]
+            variants += [
+                AudioVariant(f"mgdm{tag}-R{r}", name, {"gibbs_sweeps": r, **extra}) for r in sweeps
+            ]
         else:
-            variants.append(AudioVariant(name, name))
-        overrides = {"gibbs_sweeps": max(sweeps)} if sweeps else {}
+            variants.append(AudioVariant(f"{name}{tag}", name, extra))
+        overrides = {"gibbs_sweeps": max(sweeps), **extra} if sweeps else extra
         if independent:
-            variants.append(AudioVariant(INDEPENDENT_LABEL, name, overrides, independent=True))
+            label = INDEPENDENT_LABEL + tag
+            variants.append(AudioVariant(label, name, overrides, independent=True))
         else:
             notes.append(f"{INDEPENDENT_LABEL} left out: no --independent-prior given.")
     labels = [v.label for v in variants]
@@ -398,6 +415,7 @@ def run_audio_benchmark(
     mixtures: int = 20,
     samplers: str = "all",
     mgdm_sweeps: Sequence[int] = DEFAULT_SWEEPS,
+    mgdm_likelihood: str = "plain",
     seeds: str | Sequence[int] = "0",
     budget: float | None = None,
     batch_size: int = 4,
@@ -418,6 +436,8 @@ def run_audio_benchmark(
         mixtures: how many scoreable mixtures, the first ones of the file.
         samplers: ``"all"`` (the audio samplers) or a comma list of registered names.
         mgdm_sweeps: one MGDM variant per Gibbs sweep count ``R``.
+        mgdm_likelihood: MGDM's potential, ``plain`` or ``covariance-corrected``
+            (:func:`audio_variants`).
         seeds: run seeds (``"0-2"`` or integers); each gives new sampler draws.
         budget: network calls per window for every sampler (``None``: their own settings).
         batch_size: mixtures per sampler call.
@@ -429,7 +449,9 @@ def run_audio_benchmark(
     """
     _check_options(mixtures, budget, batch_size, sigma_y)
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else sorted(set(seeds))
-    variants, notes = audio_variants(samplers, mgdm_sweeps, independent_prior is not None)
+    variants, notes = audio_variants(
+        samplers, mgdm_sweeps, independent_prior is not None, mgdm_likelihood
+    )
     if only is not None:
         labels = [v.label for v in variants]
         unknown = sorted(set(only) - set(labels))

@@ -67,6 +67,7 @@ from mgdm.bench.runtime import (
 from mgdm.bench.seeds import name_key, parse_seeds
 from mgdm.bench.store import config_json, config_matches, encode_array, rank_path
 from mgdm.data.fashion_mnist import load_fashion_mnist
+from mgdm.likelihood import LIKELIHOODS
 from mgdm.metrics.fashion_classifier import (
     SHIPPED_CLASSIFIER_DIR,
     FashionClassifier,
@@ -132,22 +133,35 @@ def sampler_variants(
     mgdm_preset: str = "default",
     mgdm_sweeps: Sequence[int] = (),
     domain: str = "image",
+    mgdm_likelihood: str = "plain",
 ) -> list[SamplerVariant]:
     """Variants from ``"all"`` (the samplers of ``domain``: ``image`` or ``latent``) / a comma
     list / a list of names, plus one MGDM variant per Gibbs sweep count ``R`` in ``mgdm_sweeps``
-    (labelled ``mgdm-R{R}``, after the preset name when it is not ``default``)."""
+    (labelled ``mgdm-R{R}``, after the preset name when it is not ``default``). With
+    ``mgdm_likelihood`` ``covariance-corrected`` every MGDM variant uses that potential
+    (:mod:`mgdm.likelihood`) and its label carries ``-cc`` (``mgdm-cc``, ``mgdm-cc-R4``); its
+    cells on tasks without an SVD are skipped."""
+    if mgdm_likelihood not in LIKELIHOODS:
+        raise ValueError(
+            f"unknown MGDM likelihood {mgdm_likelihood!r}; accepted: {', '.join(LIKELIHOODS)}."
+        )
     text = samplers if isinstance(samplers, str) else ",".join(samplers)
     names = parse_sampler_list(text, domain=domain)
     prefix = "mgdm" if mgdm_preset == "default" else f"mgdm-{mgdm_preset}"
+    extra: dict[str, Any] = {}
+    if mgdm_likelihood != "plain":
+        prefix, extra = f"{prefix}-cc", {"likelihood": mgdm_likelihood}
     variants = [
-        SamplerVariant(prefix, n, mgdm_preset) if n == "mgdm" else SamplerVariant(n, n)
+        SamplerVariant(prefix, n, mgdm_preset, dict(extra)) if n == "mgdm" else SamplerVariant(n, n)
         for n in names
     ]
     for sweeps in mgdm_sweeps:
         if isinstance(sweeps, bool) or not isinstance(sweeps, int) or sweeps < 1:
             raise ValueError(f"Gibbs sweep counts must be integers >= 1; got {sweeps!r}.")
         variants.append(
-            SamplerVariant(f"{prefix}-R{sweeps}", "mgdm", mgdm_preset, {"gibbs_sweeps": sweeps})
+            SamplerVariant(
+                f"{prefix}-R{sweeps}", "mgdm", mgdm_preset, {"gibbs_sweeps": sweeps, **extra}
+            )
         )
     labels = [v.label for v in variants]
     if len(set(labels)) != len(labels):

@@ -61,6 +61,13 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         metavar="LIST",
         help="Gibbs sweep counts R, one MGDM variant mgdm-R{R} each (default: 1,2,4,6)",
     )
+    parser.add_argument(
+        "--mgdm-likelihood",
+        choices=("plain", "covariance-corrected"),
+        default="plain",
+        help="MGDM's potential: plain g(D_ell(x)), or covariance-corrected N(y; A D_ell(x), "
+        "sigma_y^2 I + (1 - abar_ell) A A^T), labelled mgdm-cc-R{R} (default: %(default)s)",
+    )
     parser.add_argument("--seeds", default="0", help="run seeds, e.g. 0 or 0-3 (default: 0)")
     parser.add_argument(
         "--db",
@@ -119,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         mixtures=args.mixtures,
         samplers=args.samplers,
         mgdm_sweeps=args.mgdm_sweeps,
+        mgdm_likelihood=args.mgdm_likelihood,
         seeds=args.seeds,
         budget=args.budget,
         batch_size=args.batch,

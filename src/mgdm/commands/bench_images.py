@@ -92,6 +92,14 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         "(the compute curve: 1,2,4,6)",
     )
     parser.add_argument(
+        "--mgdm-likelihood",
+        choices=("plain", "covariance-corrected"),
+        default="plain",
+        help="MGDM's potential: plain g(D_ell(x)), or covariance-corrected N(y; A D_ell(x), "
+        "sigma_y^2 I + (1 - abar_ell) A A^T), labelled mgdm-cc (tasks with an SVD only; "
+        "default: %(default)s)",
+    )
+    parser.add_argument(
         "--samples-per-cell",
         type=positive_int,
         default=1,
@@ -123,7 +131,9 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.tasks)
     domain = prior_domain(args.prior)
-    variants = sampler_variants(args.samplers, args.mgdm_preset, args.mgdm_sweeps, domain)
+    variants = sampler_variants(
+        args.samplers, args.mgdm_preset, args.mgdm_sweeps, domain, args.mgdm_likelihood
+    )
     seeds = parse_seeds(args.seeds)
     classifier = None if args.classifier_weights == "none" else args.classifier_weights
     summary = run_image_benchmark(
