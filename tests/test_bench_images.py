@@ -1,6 +1,7 @@
 """The image benchmark and its report, on tiny exact priors (kernel densities) and few steps."""
 
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -258,3 +259,22 @@ def test_report_needs_one_setting(reference_db, tmp_path, capsys):
     assert "no settings match" in capsys.readouterr().err
     assert main(["report", "--db", str(tmp_path / "missing.sqlite")]) == 2
     assert "no benchmark database" in capsys.readouterr().err
+
+
+def test_report_paired_with_another_database(reference_db, tmp_path, capsys):
+    """``--paired-with``: per task and sampler, the mean of first - second over shared cells."""
+    shifted = tmp_path / "shifted.sqlite"
+    shutil.copyfile(reference_db, shifted)
+    with sqlite3.connect(shifted) as connection:
+        connection.execute("UPDATE cells SET psnr = psnr + 1.5 WHERE sampler = 'dps'")
+    argv = ["report", "--db", str(reference_db), "--paired-with", str(shifted)]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {tuple(line.split(" | ")[:2]): line for line in lines if line.startswith("| sr4 |")}
+    assert rows[("| sr4", "dps")].startswith("| sr4 | dps | 6 | ")
+    assert rows[("| sr4", "dps")].endswith(" | -1.5 ± 0 * |")
+    assert rows[("| sr4", "mgdm")].endswith(" | 0 ± 0 |")  # the same cells: no mark
+    blur = [line for line in lines if line.startswith("| gaussian_blur | ddnm")]
+    assert not blur  # skipped in both: no pairs
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    assert "--paired-with prints a table" in capsys.readouterr().err

@@ -183,3 +183,22 @@ def test_nfe_curve_command_and_table(tmp_path, capsys):
     assert labels == {"mgdm@150", "dps@150", "mgdm@300", "dps@300"}
     assert main(["bench", "nfe-curve-table", str(out)]) == 0
     assert capsys.readouterr().out.strip() == text.strip()
+
+
+def test_nfe_curve_table_reports_the_paired_change_over_seeds():
+    """SW(N_min) - SW(N_max) paired by seed: the spread between seeds cancels, so a change
+    smaller than that spread is still significant when every seed improves."""
+    from mgdm.bench.gmm import GMMRow
+    from mgdm.bench.nfe_curve import curve_label, curve_table
+
+    def row(budget: int, seed: int, sw: float) -> GMMRow:
+        return GMMRow(curve_label("mgdm", budget), 8, 2, seed, sw, 0.1, 9.0, 1.0, 1.0, 1.0, 10)
+
+    levels = [1.0, 3.0, 5.0, 7.0]  # per-seed difficulty: a spread of 2.6 around the mean
+    rows = [row(200, s, v + 0.5) for s, v in enumerate(levels)]
+    rows += [row(2000, s, v + 0.1 * s) for s, v in enumerate(levels)]  # improves by 0.5 - 0.1 s
+    text = curve_table(rows)
+    differences = [0.5 - 0.1 * s for s in range(4)]
+    mean = sum(differences) / 4
+    half = 1.96 * (sum((d - mean) ** 2 for d in differences) / 3 / 4) ** 0.5
+    assert f"- mgdm: SW(200) - SW(2000) = {mean:.2f} ± {half:.2f} * (paired over 4 seeds)." in text

@@ -33,13 +33,17 @@ def split_label(label: str) -> tuple[str, int]:
 
 def curve_table(rows: Sequence[GMMRow]) -> str:
     """A Markdown table per ``(dim, obs_dim)``: one line per budget ``N``, one column per sampler
-    with the SW mean ± 95 % CI over seeds (the best of a line in bold), then the floor."""
+    with the SW mean ± 95 % CI over seeds (the best of a line in bold), then the floor and, per
+    sampler, the paired change from the smallest budget to the largest (the mean over seeds of
+    ``SW(N_min) - SW(N_max)`` with its 95 % half-width; * when the interval excludes 0)."""
     blocks = []
     for dim, obs_dim in sorted({(r.dim, r.obs_dim) for r in rows}):
         here = [r for r in rows if (r.dim, r.obs_dim) == (dim, obs_dim)]
         cells: dict[tuple[str, int], list[float]] = {}
+        by_seed: dict[tuple[str, int], dict[int, float]] = {}
         for row in here:
             cells.setdefault(split_label(row.sampler), []).append(row.sw)
+            by_seed.setdefault(split_label(row.sampler), {})[row.seed] = row.sw
         names = list(dict.fromkeys(name for name, _ in cells))
         budgets = sorted({budget for _, budget in cells})
         lines = [
@@ -67,5 +71,17 @@ def curve_table(rows: Sequence[GMMRow]) -> str:
             f"Floor {floor:.2f}; seeds {seeds[0]}–{seeds[-1]} ({len(seeds)} per cell), "
             f"{here[0].n_samples} samples per run."
         )
+        low, high = budgets[0], budgets[-1]
+        for name in names:
+            first, last = by_seed.get((name, low), {}), by_seed.get((name, high), {})
+            common = sorted(first.keys() & last.keys())
+            if low == high or len(common) < 2:
+                continue
+            mean, ci = mean_ci([first[s] - last[s] for s in common])
+            mark = " *" if abs(mean) > ci else ""
+            lines.append(
+                f"- {name}: SW({low}) - SW({high}) = {mean:.2f} ± {ci:.2f}{mark} "
+                f"(paired over {len(common)} seeds)."
+            )
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

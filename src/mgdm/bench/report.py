@@ -12,6 +12,12 @@
   (``A^+ y`` / ``A^T y`` / ``y``, blank when there is none), each sampler's first sample, the
   clean image.
 
+* Paired differences (:func:`paired_table`): two settings of the same cells (e.g. one budget
+  against another), one row per task and sampler present in both: the mean of ``a - b`` over the
+  (image, seed) cells done in both, with its 95 % half-width; a difference whose interval
+  excludes 0 is marked. Pairing removes the spread between images that the intervals of the
+  quality table carry.
+
 A report covers one setting (prior, image set, ``sigma_y``, budget, samples per cell);
 :func:`select_setting` picks it.
 """
@@ -154,6 +160,47 @@ def quality_table(selection: Selection, metric: str) -> str:
             texts[sampler] = f"**{_format(mean, ci)}**" if mean == best else _format(mean, ci)
         lines.append(f"| {task} | " + " | ".join(texts.get(s, "–") for s in samplers) + " |")
     return "\n".join(lines)
+
+
+def paired_table(first: Selection, second: Selection, metric: str) -> str:
+    """The Markdown table of paired differences ``first - second`` (module docstring);
+    ``ValueError`` when the two share no done cell."""
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"unknown metric {metric!r}; accepted: {', '.join(HIGHER_IS_BETTER)}.")
+    lines = [
+        (
+            f"Paired difference of {METRIC_TITLES[metric]}, first - second, mean ± 95 % CI over "
+            f"the (image, seed) cells done in both; * marks an interval that excludes 0. "
+            f"First: {_describe(first.setting)}. Second: {_describe(second.setting)}."
+        ),
+        "",
+        "| task | sampler | cells | first | second | first - second |",
+        "|:---|:---|---:|---:|---:|---:|",
+    ]
+    rows = 0
+    for task in first.tasks:
+        for sampler in first.samplers:
+            ours = {(c.image, c.seed): c for c in first.group(task, sampler)}
+            theirs = {(c.image, c.seed): c for c in second.group(task, sampler)}
+            pairs = [
+                (float(getattr(ours[k], metric)), float(getattr(theirs[k], metric)))
+                for k in sorted(ours.keys() & theirs.keys())
+                if ours[k].status == theirs[k].status == "done"
+                and getattr(ours[k], metric) is not None
+                and getattr(theirs[k], metric) is not None
+            ]
+            if not pairs:
+                continue
+            rows += 1
+            mean, ci = mean_ci([a - b for a, b in pairs])
+            mark = " *" if not math.isnan(ci) and abs(mean) > ci else ""
+            lines.append(
+                f"| {task} | {sampler} | {len(pairs)} | {_mean([a for a, _ in pairs]):.4g} | "
+                f"{_mean([b for _, b in pairs]):.4g} | {_format(mean, ci)}{mark} |"
+            )
+    if not rows:
+        raise ValueError("the two databases share no done cell of the same task and sampler.")
+    return "\n".join(lines) + "\n"
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mgdm.bench.report import HIGHER_IS_BETTER, write_report
+from mgdm.bench.images_db import read_cells
+from mgdm.bench.report import HIGHER_IS_BETTER, paired_table, select_setting, write_report
 from mgdm.commands.arguments import finite_float, positive_float, positive_int
 
 
@@ -32,6 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--db", required=True, help="the database of `mgdm bench images`")
     parser.add_argument("--out", help="folder for table.md and the PNG figures")
     parser.add_argument(
+        "--paired-with",
+        metavar="DB",
+        help="print instead the paired differences --db minus DB (same tasks, samplers, images "
+        "and seeds; DB must hold one setting): e.g. one budget against another",
+    )
+    parser.add_argument(
         "--metric",
         default="psnr",
         choices=list(HIGHER_IS_BETTER),
@@ -50,6 +57,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.paired_with is not None:
+        if args.out is not None:
+            raise ValueError("--paired-with prints a table; it writes no --out folder.")
+        filters = {
+            "prior": args.prior,
+            "image_set": args.image_set,
+            "sigma_y": args.sigma_y,
+            "budget": args.budget,
+            "samples_per_cell": args.samples_per_cell,
+        }
+        first = select_setting(read_cells(args.db), **filters)
+        second = select_setting(read_cells(args.paired_with))
+        sys.stdout.write(paired_table(first, second, args.metric))
+        return 0
     text, written = write_report(
         args.db,
         args.metric,
