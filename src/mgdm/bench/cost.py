@@ -55,7 +55,7 @@ from mgdm.devices import current_precision, resolve_device
 from mgdm.evaluate.prior import machine_description
 from mgdm.operators.noise import GaussianNoise
 from mgdm.priors.adm import FFHQ_256, ADMUNet
-from mgdm.priors.base import Denoiser
+from mgdm.priors.base import Denoiser, WrappedDenoiser
 from mgdm.priors.neural import EpsilonNetworkPrior
 from mgdm.problem import Problem
 from mgdm.samplers.base import Cost, Sampler
@@ -142,29 +142,33 @@ class CostReport:
         return asdict(self) | {"rows": rows}
 
 
-class TimedDenoiser(Denoiser):
-    """``prior`` with every forward-only network call timed (device synchronised around it):
-    ``forward_seconds`` over ``forward_rows`` rows. For this benchmark only."""
+class TimedDenoiser(WrappedDenoiser):
+    """``prior`` with every forward-only network call (:meth:`denoise` or :meth:`epsilon`) timed,
+    the device synchronised around it: ``forward_seconds`` over ``forward_rows`` rows. For this
+    benchmark only."""
 
     def __init__(self, prior: Denoiser):
-        self.prior = prior
-        self.schedule = prior.schedule
-        self.sample_shape = prior.sample_shape
-        self.data_range = prior.data_range
+        super().__init__(prior)
         self.forward_seconds = 0.0
         self.forward_rows = 0
 
-    def epsilon(self, x_t: Tensor, t: Tensor) -> Tensor:
+    def _timed(self, method: Callable[[Tensor, Tensor], Tensor], x_t: Tensor, t: Tensor) -> Tensor:
         if torch.is_grad_enabled() and x_t.requires_grad:
-            return self.prior.epsilon(x_t, t)
+            return method(x_t, t)
         clock = _clock(x_t.device)
         _synchronize(x_t.device)
         start = clock()
-        out = self.prior.epsilon(x_t, t)
+        out = method(x_t, t)
         _synchronize(x_t.device)
         self.forward_seconds += clock() - start
         self.forward_rows += x_t.shape[0]
         return out
+
+    def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self._timed(self.prior.denoise, x_t, t)
+
+    def epsilon(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self._timed(self.prior.epsilon, x_t, t)
 
 
 class StandIn(Denoiser):

@@ -94,3 +94,28 @@ class Denoiser(ABC):
 
     def __call__(self, x_t: Tensor, t: Tensor | int) -> Tensor:
         return self.denoise(x_t, as_time_vector(t, x_t.shape[0], x_t.device))
+
+
+class WrappedDenoiser(Denoiser):
+    """``prior`` seen through a wrapper that intercepts some of its calls (to count, time or
+    watch them): the schedule, shapes, data range and sample space are the prior's, and
+    :meth:`denoise`, :meth:`epsilon` and :meth:`initial_state` call the prior's own until a
+    subclass overrides them."""
+
+    def __init__(self, prior: Denoiser):
+        self.prior = prior
+        self.schedule = prior.schedule
+        self.sample_shape = prior.sample_shape
+        self.data_range = prior.data_range
+        self.sample_space = prior.sample_space
+
+    def denoise(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.prior.denoise(x_t, t)
+
+    def epsilon(self, x_t: Tensor, t: Tensor) -> Tensor:
+        return self.prior.epsilon(x_t, t)
+
+    def initial_state(
+        self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32
+    ) -> Tensor:
+        return self.prior.initial_state(noise, t, dtype)

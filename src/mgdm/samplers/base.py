@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mgdm.devices import autocast_dtype, current_precision
-from mgdm.priors.base import Denoiser
+from mgdm.priors.base import Denoiser, WrappedDenoiser
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers.settings import SamplerConfig
@@ -61,7 +61,7 @@ class SampleResult:
     cost: Cost
 
 
-class CountingDenoiser(Denoiser):
+class CountingDenoiser(WrappedDenoiser):
     """Wraps a prior and counts its network evaluations, row by row.
 
     A call made while autograd records (grad mode on and the input requiring grad) counts as
@@ -75,11 +75,8 @@ class CountingDenoiser(Denoiser):
     """
 
     def __init__(self, prior: Denoiser, autocast: torch.dtype | None = None):
-        self.prior = prior
+        super().__init__(prior)
         self.autocast = autocast
-        self.schedule = prior.schedule
-        self.sample_shape = prior.sample_shape
-        self.data_range = prior.data_range
         self.rows_forward = 0
         self.rows_backward = 0
 
@@ -102,11 +99,6 @@ class CountingDenoiser(Denoiser):
 
     def epsilon(self, x_t: Tensor, t: Tensor) -> Tensor:
         return self._call(self.prior.epsilon, x_t, t)
-
-    def initial_state(
-        self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32
-    ) -> Tensor:
-        return self.prior.initial_state(noise, t, dtype)
 
     def sample_denoising_posterior(self, x_t: Tensor, t: Tensor, noise: SampleNoise) -> Tensor:
         """Exact ``p_{0|t}`` draws of priors that offer them; counted as one forward call."""

@@ -27,9 +27,8 @@ import torch
 from torch import Tensor
 
 from mgdm.diffusion.conversions import eps_to_x0
-from mgdm.priors.base import Denoiser
+from mgdm.priors.base import Denoiser, WrappedDenoiser
 from mgdm.problem import Problem
-from mgdm.random import SampleNoise
 from mgdm.samplers.base import Sampler, SampleResult
 
 T = TypeVar("T")
@@ -130,17 +129,13 @@ class Job(Generic[T]):
             self.estimate_version += 1
 
 
-class WatchedPrior(Denoiser):
+class WatchedPrior(WrappedDenoiser):
     """``prior`` reporting each network evaluation to ``job`` (module docstring); everything else
     is the prior's own (attributes the samplers read are forwarded)."""
 
     def __init__(self, prior: Denoiser, job: Job[Any]):
-        self.prior = prior
+        super().__init__(prior)
         self.job = job
-        self.schedule = prior.schedule
-        self.sample_shape = prior.sample_shape
-        self.data_range = prior.data_range
-        self.sample_space = prior.sample_space
 
     def __getattr__(self, name: str) -> Any:  # e.g. sample_denoising_posterior of exact priors
         if name in ("prior", "job"):
@@ -164,11 +159,6 @@ class WatchedPrior(Denoiser):
             x0_hat = eps_to_x0(x_t.detach(), eps.detach(), self.schedule.alpha_bar(t))
         self.job.record(x_t, x0_hat, self.prior)
         return eps
-
-    def initial_state(
-        self, noise: SampleNoise, t: int, dtype: torch.dtype = torch.float32
-    ) -> Tensor:
-        return self.prior.initial_state(noise, t, dtype)
 
     @property
     def data_shape(self) -> tuple[int, ...]:
