@@ -160,6 +160,16 @@ def test_variants_and_skipped_samplers(files) -> None:
     ]
     with pytest.raises(ValueError, match="unknown MGDM likelihood 'exact'; accepted: plain"):
         audio_variants("mgdm", [2], False, "exact")
+    default, _ = audio_variants("mgdm", [1], True, mgdm_preset="default")
+    assert [v.label for v in default] == ["mgdm-default-R1", "mgdm-independent-default"]
+    config = default[0].build().config
+    assert (config.lr_mode, config.denoising_steps, config.index_rule) == (
+        "bridge-std",
+        1,
+        "deterministic",
+    )
+    with pytest.raises(ValueError, match="unknown MGDM preset 'best'; accepted: audio, default"):
+        audio_variants("mgdm", [1], False, mgdm_preset="best")
     network = build_unet1d(UNet1DConfig(in_channels=4, **TINY), seed=0)
     prior = AudioPrior(network, STEMS, 8000, LENGTH)
     plan = plan_variant(AudioVariant("mgdm-R6", "mgdm", {"gibbs_sweeps": 6}), prior, 70, 1e-4)

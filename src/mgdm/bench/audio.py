@@ -86,6 +86,7 @@ from mgdm.operators.noise import GaussianNoise
 from mgdm.problem import Problem
 from mgdm.random import derive_seed
 from mgdm.samplers.base import Sampler
+from mgdm.samplers.mgdm import PRESETS
 from mgdm.samplers.registry import parse_sampler_list
 
 DEFAULT_SWEEPS: tuple[int, ...] = (1, 2, 4, 6)
@@ -120,6 +121,7 @@ def audio_variants(
     mgdm_sweeps: Sequence[int],
     independent: bool,
     mgdm_likelihood: str = "plain",
+    mgdm_preset: str = "audio",
 ) -> tuple[list[AudioVariant], list[str]]:
     """The variants of ``samplers`` (``"all"``: the audio samplers; or a comma list) and notes.
 
@@ -128,15 +130,24 @@ def audio_variants(
     ``independent`` (a note says it is left out otherwise). With ``mgdm_likelihood``
     ``covariance-corrected`` (MGDM's potential ``N(y; A D_ell(x), sigma_y^2 I + (1 - abar_ell)
     A A^T)``, :mod:`mgdm.likelihood`) the MGDM labels carry ``-cc``: ``mgdm-cc-R{R}``,
-    ``mgdm-independent-cc``.
+    ``mgdm-independent-cc``. MGDM starts from ``mgdm_preset`` (:data:`mgdm.samplers.mgdm.PRESETS`;
+    the ``audio`` preset by default); another preset's name goes into the labels:
+    ``mgdm-default-R1``, ``mgdm-independent-default``.
     """
     if mgdm_likelihood not in LIKELIHOODS:
         raise ValueError(
             f"unknown MGDM likelihood {mgdm_likelihood!r}; accepted: {', '.join(LIKELIHOODS)}."
         )
-    corrected = mgdm_likelihood != "plain"
-    tag = "-cc" if corrected else ""
-    extra: dict[str, Any] = {"likelihood": mgdm_likelihood} if corrected else {}
+    if mgdm_preset not in PRESETS:
+        raise ValueError(
+            f"unknown MGDM preset {mgdm_preset!r}; accepted: {', '.join(sorted(PRESETS))}."
+        )
+    extra: dict[str, Any] = {}
+    tag = ""
+    if mgdm_preset != "audio":
+        tag, extra["preset"] = f"-{mgdm_preset}", mgdm_preset
+    if mgdm_likelihood != "plain":
+        tag, extra["likelihood"] = f"{tag}-cc", mgdm_likelihood
     sweeps = list(dict.fromkeys(mgdm_sweeps))
     for sweep in sweeps:
         if isinstance(sweep, bool) or not isinstance(sweep, int) or sweep < 1:
@@ -416,6 +427,7 @@ def run_audio_benchmark(
     samplers: str = "all",
     mgdm_sweeps: Sequence[int] = DEFAULT_SWEEPS,
     mgdm_likelihood: str = "plain",
+    mgdm_preset: str = "audio",
     seeds: str | Sequence[int] = "0",
     budget: float | None = None,
     batch_size: int = 4,
@@ -438,6 +450,7 @@ def run_audio_benchmark(
         mgdm_sweeps: one MGDM variant per Gibbs sweep count ``R``.
         mgdm_likelihood: MGDM's potential, ``plain`` or ``covariance-corrected``
             (:func:`audio_variants`).
+        mgdm_preset: the MGDM preset its variants start from (``audio`` by default).
         seeds: run seeds (``"0-2"`` or integers); each gives new sampler draws.
         budget: network calls per window for every sampler (``None``: their own settings).
         batch_size: mixtures per sampler call.
@@ -450,7 +463,7 @@ def run_audio_benchmark(
     _check_options(mixtures, budget, batch_size, sigma_y)
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else sorted(set(seeds))
     variants, notes = audio_variants(
-        samplers, mgdm_sweeps, independent_prior is not None, mgdm_likelihood
+        samplers, mgdm_sweeps, independent_prior is not None, mgdm_likelihood, mgdm_preset
     )
     if only is not None:
         labels = [v.label for v in variants]

@@ -12,6 +12,7 @@ import sys
 
 from mgdm.commands.arguments import add_device_option, finite_float, positive_int
 from mgdm.commands.bench_images import parse_int_list
+from mgdm.samplers.mgdm import PRESETS
 from mgdm.samplers.registry import sampler_names
 
 AUDIO_HELP = """\
@@ -67,6 +68,13 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         default="plain",
         help="MGDM's potential: plain g(D_ell(x)), or covariance-corrected N(y; A D_ell(x), "
         "sigma_y^2 I + (1 - abar_ell) A A^T), labelled mgdm-cc-R{R} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mgdm-preset",
+        choices=sorted(PRESETS),
+        default="audio",
+        help="the MGDM preset its variants start from; another than audio is named in the "
+        "labels, e.g. mgdm-default-R1 (default: %(default)s)",
     )
     parser.add_argument("--seeds", default="0", help="run seeds, e.g. 0 or 0-3 (default: 0)")
     parser.add_argument(
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         samplers=args.samplers,
         mgdm_sweeps=args.mgdm_sweeps,
         mgdm_likelihood=args.mgdm_likelihood,
+        mgdm_preset=args.mgdm_preset,
         seeds=args.seeds,
         budget=args.budget,
         batch_size=args.batch,
