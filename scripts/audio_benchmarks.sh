@@ -18,6 +18,9 @@
 #                defaults, into docs/results/audio/independent-R2.sqlite
 #   bench-cc     (not in the default order) MGDM R = 2 on the joint prior with the covariance-corrected
 #                potential, into docs/results/audio/joint-cc-R2.sqlite
+#   bench-preset (not in the default order) MGDM's default preset (the image and mixture default)
+#                on audio: at the audio preset's 817 calls and PGDM's 999 on the joint prior, at 817
+#                on the independent priors, each into its own database
 #   table        docs/results/audio/table.md and compute_curve.png
 #   bench-more   (not in the default order) DiffPIR, RED-diff, DAPS and PnP-DM on the same mixtures
 # DATA (default runs/audio-data) holds the generated data (2.2 GB, not in git).
@@ -106,6 +109,18 @@ step_bench_cc() {
     --mixtures 20 --batch 4 --db "$RESULTS/joint-cc-R2.sqlite" --samplers mgdm --mgdm-sweeps 2 \
     --mgdm-likelihood covariance-corrected
 }
+# MGDM's default preset (one Adam step size per bridge std, M = 1, ell = the next grid time) on audio.
+step_bench_preset() {
+  local common=(--data "$DATA/test.safetensors" --mixtures 20 --batch 4 --samplers mgdm
+    --mgdm-preset default --mgdm-sweeps 1)
+  for budget in 817 999; do
+    $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" "${common[@]}" --budget "$budget" \
+      --db "$RESULTS/joint-default-$budget.sqlite"
+  done
+  $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" "${common[@]}" --budget 817 \
+    --independent-prior "$ASSETS/audio-independent-priors" --only mgdm-independent-default \
+    --db "$RESULTS/independent-default-817.sqlite"
+}
 # Not behind docs/benchmarks.md (the CPU time of this task did not allow it): the other baselines.
 step_bench_more() { bench --samplers diffpir,reddiff,daps,pnpdm; }
 step_table() { $MGDM bench audio-table --db "$RESULTS/main.sqlite" --out "$RESULTS"; }
@@ -115,7 +130,7 @@ ORDER=(data train-joint train-independent export-joint export-independent evalua
 for name in "${@:-${ORDER[@]}}"; do
   case "$name" in
     data | train-joint | train-independent | export-joint | export-independent) ;;
-    evaluate-joint | evaluate-independent | bench | bench-default | bench-more | bench-cc | table) ;;
+    evaluate-joint | evaluate-independent | bench | bench-default | bench-more | bench-cc | bench-preset | table) ;;
     *) echo "unknown step $name; known: ${ORDER[*]}" >&2; exit 2 ;;
   esac
   echo "== $name"
