@@ -1,8 +1,9 @@
 """Render docs/benchmarks.md from docs/benchmarks.template.md.
 
 Every line of the form ``{{mgdm bench gmm-table ARGS}}`` is replaced by the output of that
-command (run on the saved JSON under docs/results/), so no figure in the document is typed by
-hand. Usage: ``.venv/bin/python scripts/render_benchmarks_doc.py`` (from the repository root).
+command (run on the saved JSON under docs/results/), and every line ``{{include PATH}}`` by the
+file PATH (the saved output of a script, e.g. docs/results/gmm/mode-weights.md), so no figure in
+the document is typed by hand. Usage: ``.venv/bin/python scripts/render_benchmarks_doc.py`` (from the repository root).
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ from mgdm.cli import main
 TEMPLATE = Path("docs/benchmarks.template.md")
 OUTPUT = Path("docs/benchmarks.md")
 MARKER = re.compile(r"^\{\{mgdm (.+)\}\}$")
+INCLUDE = re.compile(r"^\{\{include (.+)\}\}$")
 
 
 def render(text: str) -> str:
     out = []
     for line in text.splitlines():
+        included = INCLUDE.match(line.strip())
+        if included:
+            out.append(Path(included.group(1)).read_text().rstrip("\n"))
+            continue
         match = MARKER.match(line.strip())
         if not match:
             out.append(line)
