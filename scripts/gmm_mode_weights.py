@@ -21,13 +21,17 @@ import argparse
 import torch
 from torch import Tensor
 
+from mgdm.bench.ladder import RUNGS, rung_config
 from mgdm.bench.seeds import parse_seeds, seed_block
 from mgdm.gmm_problem import make_gmm_problem
 from mgdm.random import SampleNoise
+from mgdm.samplers.mgdm import MGDM
 from mgdm.samplers.registry import build_sampler
 
 SAMPLES = 1000
 BUDGET = 1000
+LADDER = ("default", "exact potential", "exact potential, R = 4")
+"""The rungs of ``--ladder`` (labels of :data:`mgdm.bench.ladder.RUNGS`)."""
 
 
 def shares(samples: Tensor, component_means: Tensor) -> Tensor:
@@ -40,17 +44,18 @@ def total_variation(share: Tensor, weights: Tensor) -> float:
     return 0.5 * float((share - weights).abs().sum())
 
 
-def problem_row(dim: int, obs_dim: int, seed: int) -> list[float]:
-    """TV of the exact draws, MGDM and DPS on one problem."""
+def problem_row(dim: int, obs_dim: int, seed: int, ladder: bool) -> list[float]:
+    """TV of the exact draws, MGDM and DPS on one problem, then of the :data:`LADDER` rungs."""
     case = make_gmm_problem(dim, obs_dim, seed)
     posterior = case.posterior
     means, weights = posterior.component_means, posterior.weights
     exact = posterior.sample(SampleNoise(seed_block(dim, obs_dim, seed, 1, count=SAMPLES)))
+    samplers = [build_sampler("mgdm", "gmm").with_budget(BUDGET), build_sampler("dps", "gmm")]
+    if ladder:
+        rungs = {rung.label: rung for rung in RUNGS}
+        samplers += [MGDM(rung_config(rungs[label], particles=16)) for label in LADDER]
     row = [total_variation(shares(exact, means), weights)]
-    for name in ("mgdm", "dps"):
-        sampler = build_sampler(name, "gmm")
-        if name == "mgdm":
-            sampler = sampler.with_budget(BUDGET)
+    for sampler in samplers:
         seeds = seed_block(dim, obs_dim, seed, 5, count=SAMPLES)
         result = sampler.sample(case.prior, case.problem, seeds)
         row.append(total_variation(shares(result.samples, means), weights))
@@ -62,15 +67,18 @@ def main() -> None:
     parser.add_argument("--dim", type=int, nargs="+", default=[8, 80])
     parser.add_argument("--obs-dim", type=int, nargs="+", default=[2])
     parser.add_argument("--seeds", default="0-9")
+    parser.add_argument("--ladder", action="store_true", help="add the rungs of LADDER")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| d | d_y | seed | TV exact draws | TV MGDM | TV DPS |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    columns = ["TV exact draws", "TV MGDM", "TV DPS"]
+    columns += [f"TV rung: {label}" for label in LADDER] if args.ladder else []
+    print("| d | d_y | seed | " + " | ".join(columns) + " |")
+    print("|---:|---:|---:|" + "---:|" * len(columns))
     for dim in args.dim:
         for obs_dim in args.obs_dim:
             rows = []
             for seed in parse_seeds(args.seeds):
-                row = problem_row(dim, obs_dim, seed)
+                row = problem_row(dim, obs_dim, seed, args.ladder)
                 rows.append(row)
                 print(
                     f"| {dim} | {obs_dim} | {seed} | " + " | ".join(f"{v:.3f}" for v in row) + " |"
