@@ -142,7 +142,7 @@ class KernelDensityPrior(Denoiser):
         gain = torch.sqrt(abar) * var / gamma
         std = torch.sqrt(var * (1.0 - abar) / gamma)
         xi = noise.randn(self.dim, dtype=torch.float64).to(flat.device)
-        centre = self.mixture.means.to(flat.device)[component]
+        centre = self.mixture._on("means", flat.device)[component]
         x0 = (1.0 - torch.sqrt(abar) * gain) * centre + gain * flat + std * xi
         return self._image(x0).to(x_t.dtype)
 
