@@ -21,6 +21,13 @@ from mgdm.problem import Problem
 LIKELIHOODS: tuple[str, ...] = ("plain", "covariance-corrected")
 
 
+def check_likelihood(name: str) -> str:
+    """``name`` if it is one of :data:`LIKELIHOODS`; else a one-line ``ValueError``."""
+    if name not in LIKELIHOODS:
+        raise ValueError(f"unknown MGDM likelihood {name!r}; accepted: {', '.join(LIKELIHOODS)}.")
+    return name
+
+
 def check_covariance_correction(problem: Problem) -> None:
     """``ValueError`` unless the problem supports the covariance-corrected likelihood."""
     svd = problem.operator.svd

@@ -80,7 +80,7 @@ from mgdm.bench.runtime import (
 from mgdm.bench.seeds import name_key, parse_seeds
 from mgdm.bench.store import config_json, config_matches
 from mgdm.checkpoints import file_sha256
-from mgdm.likelihood import LIKELIHOODS
+from mgdm.likelihood import check_likelihood
 from mgdm.operators.mixing import Mixing
 from mgdm.operators.noise import GaussianNoise
 from mgdm.problem import Problem
@@ -134,10 +134,7 @@ def audio_variants(
     the ``audio`` preset by default); another preset's name goes into the labels:
     ``mgdm-default-R1``, ``mgdm-independent-default``.
     """
-    if mgdm_likelihood not in LIKELIHOODS:
-        raise ValueError(
-            f"unknown MGDM likelihood {mgdm_likelihood!r}; accepted: {', '.join(LIKELIHOODS)}."
-        )
+    check_likelihood(mgdm_likelihood)
     if mgdm_preset not in PRESETS:
         raise ValueError(
             f"unknown MGDM preset {mgdm_preset!r}; accepted: {', '.join(sorted(PRESETS))}."

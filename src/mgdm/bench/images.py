@@ -67,7 +67,7 @@ from mgdm.bench.runtime import (
 from mgdm.bench.seeds import name_key, parse_seeds
 from mgdm.bench.store import config_json, config_matches, encode_array, rank_path
 from mgdm.data.fashion_mnist import load_fashion_mnist
-from mgdm.likelihood import LIKELIHOODS
+from mgdm.likelihood import check_likelihood
 from mgdm.metrics.fashion_classifier import (
     SHIPPED_CLASSIFIER_DIR,
     FashionClassifier,
@@ -141,10 +141,7 @@ def sampler_variants(
     ``mgdm_likelihood`` ``covariance-corrected`` every MGDM variant uses that potential
     (:mod:`mgdm.likelihood`) and its label carries ``-cc`` (``mgdm-cc``, ``mgdm-cc-R4``); its
     cells on tasks without an SVD are skipped."""
-    if mgdm_likelihood not in LIKELIHOODS:
-        raise ValueError(
-            f"unknown MGDM likelihood {mgdm_likelihood!r}; accepted: {', '.join(LIKELIHOODS)}."
-        )
+    check_likelihood(mgdm_likelihood)
     text = samplers if isinstance(samplers, str) else ",".join(samplers)
     names = parse_sampler_list(text, domain=domain)
     prefix = "mgdm" if mgdm_preset == "default" else f"mgdm-{mgdm_preset}"

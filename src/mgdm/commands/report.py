@@ -57,31 +57,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    filters = {
+        "prior": args.prior,
+        "image_set": args.image_set,
+        "sigma_y": args.sigma_y,
+        "budget": args.budget,
+        "samples_per_cell": args.samples_per_cell,
+    }
     if args.paired_with is not None:
         if args.out is not None:
             raise ValueError("--paired-with prints a table; it writes no --out folder.")
-        filters = {
-            "prior": args.prior,
-            "image_set": args.image_set,
-            "sigma_y": args.sigma_y,
-            "budget": args.budget,
-            "samples_per_cell": args.samples_per_cell,
-        }
         first = select_setting(read_cells(args.db), **filters)
         second = select_setting(read_cells(args.paired_with))
         sys.stdout.write(paired_table(first, second, args.metric))
         return 0
-    text, written = write_report(
-        args.db,
-        args.metric,
-        args.out,
-        args.grid_images,
-        prior=args.prior,
-        image_set=args.image_set,
-        sigma_y=args.sigma_y,
-        budget=args.budget,
-        samples_per_cell=args.samples_per_cell,
-    )
+    text, written = write_report(args.db, args.metric, args.out, args.grid_images, **filters)
     sys.stdout.write(text)
     for path in written:
         sys.stdout.write(f"wrote {path}\n")

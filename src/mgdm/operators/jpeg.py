@@ -184,9 +184,8 @@ class JPEG(Operator):
         if self.input_shape[0] == 1:
             decoded = self._code_plane(u[:, 0] - 128, self._luma)[:, None] + 128
         else:
-            ycc = torch.einsum(
-                "ij,bjhw->bihw", self._rgb_to_ycbcr.like(x), u
-            )  # Y, Cb - 128, Cr - 128
+            # Y, Cb - 128, Cr - 128
+            ycc = torch.einsum("ij,bjhw->bihw", self._rgb_to_ycbcr.like(x), u)
             luma = self._code_plane(ycc[:, 0] - 128, self._luma) + 128
             chroma = F.avg_pool2d(ycc[:, 1:], 2) if self.subsampled else ycc[:, 1:]
             chroma = torch.stack(
