@@ -21,6 +21,8 @@
 #   bench-preset (not in the default order) MGDM's default preset (the image and mixture default)
 #                on audio: at the audio preset's 817 calls and PGDM's 999 on the joint prior, at 817
 #                on the independent priors, each into its own database
+#   bench-rto    (not in the default order) MGDM R = 2 on the joint prior drawing x_ell by
+#                randomize-then-optimise (--mgdm-fit rto), into docs/results/audio/joint-rto-R2.sqlite
 #   table        docs/results/audio/table.md and compute_curve.png
 #   bench-more   (not in the default order) DiffPIR, RED-diff, DAPS and PnP-DM on the same mixtures
 # DATA (default runs/audio-data) holds the generated data (2.2 GB, not in git).
@@ -121,6 +123,13 @@ step_bench_preset() {
     --independent-prior "$ASSETS/audio-independent-priors" --only mgdm-independent-default \
     --db "$RESULTS/independent-default-817.sqlite"
 }
+# MGDM's audio preset (R = 2) drawing x_ell by randomize-then-optimise (Gauss-Newton line steps
+# instead of Adam) on the joint prior, in its own database.
+step_bench_rto() {
+  $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" --data "$DATA/test.safetensors" \
+    --mixtures 20 --batch 4 --db "$RESULTS/joint-rto-R2.sqlite" --samplers mgdm --mgdm-sweeps 2 \
+    --mgdm-fit rto
+}
 # Not behind docs/benchmarks.md (the CPU time of this task did not allow it): the other baselines.
 step_bench_more() { bench --samplers diffpir,reddiff,daps,pnpdm; }
 step_table() { $MGDM bench audio-table --db "$RESULTS/main.sqlite" --out "$RESULTS"; }
@@ -130,7 +139,7 @@ ORDER=(data train-joint train-independent export-joint export-independent evalua
 for name in "${@:-${ORDER[@]}}"; do
   case "$name" in
     data | train-joint | train-independent | export-joint | export-independent) ;;
-    evaluate-joint | evaluate-independent | bench | bench-default | bench-more | bench-cc | bench-preset | table) ;;
+    evaluate-joint | evaluate-independent | bench | bench-default | bench-more | bench-cc | bench-preset | bench-rto | table) ;;
     *) echo "unknown step $name; known: ${ORDER[*]}" >&2; exit 2 ;;
   esac
   echo "== $name"

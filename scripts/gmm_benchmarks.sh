@@ -38,6 +38,10 @@ declare -A RUNS=(
   [candidate-cc-R4-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --likelihood covariance-corrected -R 4 --budget 1000 --mgdm-label cc-R4"
   # The d = 800 goal at 1000 calls (MGDM rescaled; DPS at its own 998).
   [budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm,dps --budget 1000"
+  # MGDM drawing x_ell by randomize-then-optimise (Gauss-Newton line steps instead of Adam),
+  # rescaled to 1000 calls, to compare with budget1000-d8-d80 and budget1000-d800.
+  [rto-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto"
+  [rto-budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto"
   [ablation-mix-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes -R 4 --mgdm-label mix-per-sample-R=4"
 )
 # Three streams that together cover every run (to use several cores, run
@@ -45,7 +49,7 @@ declare -A RUNS=(
 STREAM_A=(defaults-d8-d80 defaults-d800-s0)
 STREAM_B=(reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 budget508-d8 reference-d800 defaults-d800-s1)
 STREAM_C=(ablation-lr0.3 ablation-lr2 ablation-closed-form ablation-G10 ablation-M20 ablation-mix ablation-R4 ablation-mix-R4 ablation-cc ablation-cc-R4 candidate-K300-G1 candidate-K300-G1-d800 ablation-cc-d800 candidate-cc-R4-budget1000
-  budget1000-d800)
+  budget1000-d800 rto-budget1000 rto-budget1000-d800)
 ORDER=("${STREAM_A[@]}" "${STREAM_B[@]}" "${STREAM_C[@]}")
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 

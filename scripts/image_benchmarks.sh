@@ -43,10 +43,16 @@ declare -A RUNS=(
   # MGDM with the covariance-corrected potential (sigma_y^2 I + (1 - abar_ell) A A^T) at 200 calls
   # on the four tasks with an SVD (the others cannot run it), to compare with main-2026-12's MGDM.
   [main-cc]="--prior fashion-mnist --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-likelihood covariance-corrected --images 16 --seeds 0 --budget 200 --batch 8"
+  # MGDM drawing x_ell by randomize-then-optimise (--mgdm-fit rto, Gauss-Newton line steps instead
+  # of Adam) at 200 calls, to compare with main-2026-12, latent-2026-12 and kde-exact-2026-12.
+  [main-rto]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-fit rto --images 16 --seeds 0 --budget 200 --batch 8"
+  [kde-rto]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
+  [latent-rto]="--prior fashion-mnist-latent --tasks all --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 200 --batch 8"
+  [kde-rto-nfe1000]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
   [curve]="--prior fashion-mnist --tasks sr4,box_inpainting --samplers dps,ddnm,reddiff --mgdm-preset fast --mgdm-sweeps 1,2,4,6 --images 8 --seeds 0 --batch 8"
 )
 ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent main-2026-12 latent-2026-12 main-nfe1000
-  kde-exact-2026-12 kde-exact-nfe1000 main-cc)
+  kde-exact-2026-12 kde-exact-nfe1000 main-cc main-rto kde-rto latent-rto kde-rto-nfe1000)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then

@@ -170,6 +170,13 @@ def test_variants_and_skipped_samplers(files) -> None:
     )
     with pytest.raises(ValueError, match="unknown MGDM preset 'best'; accepted: audio, default"):
         audio_variants("mgdm", [1], False, mgdm_preset="best")
+    rto, _ = audio_variants("mgdm", [2], True, mgdm_fit="rto")
+    assert [(v.label, v.build().config.fit) for v in rto] == [
+        ("mgdm-rto-R2", "rto"),
+        ("mgdm-independent-rto", "rto"),
+    ]
+    with pytest.raises(ValueError, match="unknown MGDM fit 'adam'; accepted: variational, rto"):
+        audio_variants("mgdm", [2], False, mgdm_fit="adam")
     network = build_unet1d(UNet1DConfig(in_channels=4, **TINY), seed=0)
     prior = AudioPrior(network, STEMS, 8000, LENGTH)
     plan = plan_variant(AudioVariant("mgdm-R6", "mgdm", {"gibbs_sweeps": 6}), prior, 70, 1e-4)

@@ -151,6 +151,14 @@ def test_mgdm_sweeps_add_labelled_variants():
     ]
     with pytest.raises(ValueError, match="unknown MGDM likelihood 'exact'"):
         sampler_variants("mgdm", mgdm_likelihood="exact")
+    rto = sampler_variants("mgdm,dps", "default", [2], "image", mgdm_fit="rto")
+    assert [(v.label, v.overrides) for v in rto] == [
+        ("mgdm-rto", {"fit": "rto"}),
+        ("dps", {}),
+        ("mgdm-rto-R2", {"gibbs_sweeps": 2, "fit": "rto"}),
+    ]
+    with pytest.raises(ValueError, match="unknown MGDM fit 'exact'; accepted: variational, rto"):
+        sampler_variants("mgdm", mgdm_fit="exact")
 
 
 # ----------------------------------------------------------------------------- command line

@@ -86,7 +86,7 @@ from mgdm.operators.noise import GaussianNoise
 from mgdm.problem import Problem
 from mgdm.random import derive_seed
 from mgdm.samplers.base import Sampler
-from mgdm.samplers.mgdm import PRESETS
+from mgdm.samplers.mgdm import PRESETS, check_practical_fit
 from mgdm.samplers.registry import parse_sampler_list
 
 DEFAULT_SWEEPS: tuple[int, ...] = (1, 2, 4, 6)
@@ -122,6 +122,7 @@ def audio_variants(
     independent: bool,
     mgdm_likelihood: str = "plain",
     mgdm_preset: str = "audio",
+    mgdm_fit: str = "variational",
 ) -> tuple[list[AudioVariant], list[str]]:
     """The variants of ``samplers`` (``"all"``: the audio samplers; or a comma list) and notes.
 
@@ -132,9 +133,11 @@ def audio_variants(
     A A^T)``, :mod:`mgdm.likelihood`) the MGDM labels carry ``-cc``: ``mgdm-cc-R{R}``,
     ``mgdm-independent-cc``. MGDM starts from ``mgdm_preset`` (:data:`mgdm.samplers.mgdm.PRESETS`;
     the ``audio`` preset by default); another preset's name goes into the labels:
-    ``mgdm-default-R1``, ``mgdm-independent-default``.
+    ``mgdm-default-R1``, ``mgdm-independent-default``. With ``mgdm_fit`` ``rto``
+    (randomize-then-optimise, :mod:`mgdm.samplers.mgdm_rto`) the labels carry ``-rto``.
     """
     check_likelihood(mgdm_likelihood)
+    check_practical_fit(mgdm_fit)
     if mgdm_preset not in PRESETS:
         raise ValueError(
             f"unknown MGDM preset {mgdm_preset!r}; accepted: {', '.join(sorted(PRESETS))}."
@@ -145,6 +148,8 @@ def audio_variants(
         tag, extra["preset"] = f"-{mgdm_preset}", mgdm_preset
     if mgdm_likelihood != "plain":
         tag, extra["likelihood"] = f"{tag}-cc", mgdm_likelihood
+    if mgdm_fit != "variational":
+        tag, extra["fit"] = f"{tag}-{mgdm_fit}", mgdm_fit
     sweeps = list(dict.fromkeys(mgdm_sweeps))
     for sweep in sweeps:
         if isinstance(sweep, bool) or not isinstance(sweep, int) or sweep < 1:
@@ -425,6 +430,7 @@ def run_audio_benchmark(
     mgdm_sweeps: Sequence[int] = DEFAULT_SWEEPS,
     mgdm_likelihood: str = "plain",
     mgdm_preset: str = "audio",
+    mgdm_fit: str = "variational",
     seeds: str | Sequence[int] = "0",
     budget: float | None = None,
     batch_size: int = 4,
@@ -448,6 +454,7 @@ def run_audio_benchmark(
         mgdm_likelihood: MGDM's potential, ``plain`` or ``covariance-corrected``
             (:func:`audio_variants`).
         mgdm_preset: the MGDM preset its variants start from (``audio`` by default).
+        mgdm_fit: MGDM's draw of ``x_ell``, ``variational`` or ``rto`` (:func:`audio_variants`).
         seeds: run seeds (``"0-2"`` or integers); each gives new sampler draws.
         budget: network calls per window for every sampler (``None``: their own settings).
         batch_size: mixtures per sampler call.
@@ -460,7 +467,12 @@ def run_audio_benchmark(
     _check_options(mixtures, budget, batch_size, sigma_y)
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else sorted(set(seeds))
     variants, notes = audio_variants(
-        samplers, mgdm_sweeps, independent_prior is not None, mgdm_likelihood, mgdm_preset
+        samplers,
+        mgdm_sweeps,
+        independent_prior is not None,
+        mgdm_likelihood,
+        mgdm_preset,
+        mgdm_fit,
     )
     if only is not None:
         labels = [v.label for v in variants]

@@ -85,6 +85,7 @@ from mgdm.problem import Problem
 from mgdm.random import SampleNoise, derive_seed
 from mgdm.restore import prior_image_shape
 from mgdm.samplers.base import Sampler
+from mgdm.samplers.mgdm import check_practical_fit
 from mgdm.samplers.registry import build_sampler, parse_sampler_list
 from mgdm.samplers.settings import TASK_NAMES
 from mgdm.tasks.registry import TASKS, Task, make_task
@@ -134,20 +135,26 @@ def sampler_variants(
     mgdm_sweeps: Sequence[int] = (),
     domain: str = "image",
     mgdm_likelihood: str = "plain",
+    mgdm_fit: str = "variational",
 ) -> list[SamplerVariant]:
     """Variants from ``"all"`` (the samplers of ``domain``: ``image`` or ``latent``) / a comma
     list / a list of names, plus one MGDM variant per Gibbs sweep count ``R`` in ``mgdm_sweeps``
     (labelled ``mgdm-R{R}``, after the preset name when it is not ``default``). With
     ``mgdm_likelihood`` ``covariance-corrected`` every MGDM variant uses that potential
     (:mod:`mgdm.likelihood`) and its label carries ``-cc`` (``mgdm-cc``, ``mgdm-cc-R4``); its
-    cells on tasks without an SVD are skipped."""
+    cells on tasks without an SVD are skipped. With ``mgdm_fit`` ``rto`` every MGDM variant draws
+    ``x_ell`` by randomize-then-optimise (:mod:`mgdm.samplers.mgdm_rto`) and its label carries
+    ``-rto`` (``mgdm-rto``)."""
     check_likelihood(mgdm_likelihood)
+    check_practical_fit(mgdm_fit)
     text = samplers if isinstance(samplers, str) else ",".join(samplers)
     names = parse_sampler_list(text, domain=domain)
     prefix = "mgdm" if mgdm_preset == "default" else f"mgdm-{mgdm_preset}"
     extra: dict[str, Any] = {}
     if mgdm_likelihood != "plain":
         prefix, extra = f"{prefix}-cc", {"likelihood": mgdm_likelihood}
+    if mgdm_fit != "variational":
+        prefix, extra = f"{prefix}-{mgdm_fit}", {**extra, "fit": mgdm_fit}
     variants = [
         SamplerVariant(prefix, n, mgdm_preset, dict(extra)) if n == "mgdm" else SamplerVariant(n, n)
         for n in names

@@ -12,7 +12,7 @@ import sys
 
 from mgdm.commands.arguments import add_device_option, finite_float, positive_int
 from mgdm.commands.bench_images import parse_int_list
-from mgdm.samplers.mgdm import PRESETS
+from mgdm.samplers.mgdm import PRACTICAL_FITS, PRESETS
 from mgdm.samplers.registry import sampler_names
 
 AUDIO_HELP = """\
@@ -68,6 +68,14 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         default="plain",
         help="MGDM's potential: plain g(D_ell(x)), or covariance-corrected N(y; A D_ell(x), "
         "sigma_y^2 I + (1 - abar_ell) A A^T), labelled mgdm-cc-R{R} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mgdm-fit",
+        choices=PRACTICAL_FITS,
+        default="variational",
+        help="MGDM's draw of x_ell: the Gaussian variational fit (Adam), or 'rto' "
+        "(randomize-then-optimise with Gauss-Newton line steps), labelled mgdm-rto-R{R} "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--mgdm-preset",
@@ -135,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         samplers=args.samplers,
         mgdm_sweeps=args.mgdm_sweeps,
         mgdm_likelihood=args.mgdm_likelihood,
+        mgdm_fit=args.mgdm_fit,
         mgdm_preset=args.mgdm_preset,
         seeds=args.seeds,
         budget=args.budget,

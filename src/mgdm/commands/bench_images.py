@@ -9,7 +9,7 @@ from mgdm.bench.images import parse_tasks, run_image_benchmark, sampler_variants
 from mgdm.bench.seeds import parse_seeds
 from mgdm.commands.arguments import add_device_option, positive_float, positive_int
 from mgdm.priors.catalog import SHIPPED_PRIORS, prior_domain
-from mgdm.samplers.mgdm import PRESETS
+from mgdm.samplers.mgdm import PRACTICAL_FITS, PRESETS
 from mgdm.samplers.registry import sampler_names
 from mgdm.tasks.registry import TASKS
 
@@ -100,6 +100,14 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         "default: %(default)s)",
     )
     parser.add_argument(
+        "--mgdm-fit",
+        choices=PRACTICAL_FITS,
+        default="variational",
+        help="MGDM's draw of x_ell: the Gaussian variational fit (Adam), or 'rto' "
+        "(randomize-then-optimise with Gauss-Newton line steps), labelled mgdm-rto "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--samples-per-cell",
         type=positive_int,
         default=1,
@@ -132,7 +140,12 @@ def run(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.tasks)
     domain = prior_domain(args.prior)
     variants = sampler_variants(
-        args.samplers, args.mgdm_preset, args.mgdm_sweeps, domain, args.mgdm_likelihood
+        args.samplers,
+        args.mgdm_preset,
+        args.mgdm_sweeps,
+        domain,
+        args.mgdm_likelihood,
+        args.mgdm_fit,
     )
     seeds = parse_seeds(args.seeds)
     classifier = None if args.classifier_weights == "none" else args.classifier_weights

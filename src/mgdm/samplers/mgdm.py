@@ -41,6 +41,7 @@ from mgdm.problem import Problem
 from mgdm.random import SampleNoise, content_seeds, derive_seed
 from mgdm.samplers.base import CountingDenoiser, Sampler
 from mgdm.samplers.mgdm_exact import LogPotential, draw_exact_conditional
+from mgdm.samplers.mgdm_rto import WhitenedResidual, rto_draw
 from mgdm.samplers.settings import Domain, SamplerConfig
 from mgdm.samplers.step_schedule import IndexRange, StepSchedule
 
@@ -48,8 +49,19 @@ IndexRule = Literal["mix", "uniform", "deterministic", "mix-det", "zero", "midpo
 INDEX_RULES: tuple[str, ...] = ("mix", "uniform", "deterministic", "mix-det", "zero", "midpoint")
 MGDM_LIKELIHOODS: tuple[str, ...] = (*LIKELIHOODS, "exact")
 """The potentials of the fit: :data:`mgdm.likelihood.LIKELIHOODS` and the ``exact`` oracle."""
-FITS: tuple[str, ...] = ("variational", "exact")
-"""How ``x_ell | x_0, x_t`` is drawn: the Gaussian fit, or the ``exact`` oracle."""
+FITS: tuple[str, ...] = ("variational", "rto", "exact")
+"""How ``x_ell | x_0, x_t`` is drawn: the Gaussian fit, randomize-then-optimise with Gauss-Newton
+line steps (:mod:`mgdm.samplers.mgdm_rto`), or the ``exact`` oracle."""
+PRACTICAL_FITS: tuple[str, ...] = ("variational", "rto")
+"""The draws of ``x_ell`` that need no exact prior (what the benchmarks offer as options)."""
+
+
+def check_practical_fit(name: str) -> str:
+    """``name`` if it is one of :data:`PRACTICAL_FITS`; else a one-line ``ValueError``."""
+    if name not in PRACTICAL_FITS:
+        raise ValueError(f"unknown MGDM fit {name!r}; accepted: {', '.join(PRACTICAL_FITS)}.")
+    return name
+
 
 REFERENCE_GRADIENT_STEPS = StepSchedule(3.0, (IndexRange(-10, None, 20.0),))
 """G(i) = 20 if i >= K - 10 else 3 (image base block)."""
@@ -92,9 +104,12 @@ class MGDMConfig(SamplerConfig):
             :mod:`mgdm.likelihood`; needs an SVD and Gaussian noise) or ``exact`` (an oracle: the
             true ``g_ell`` in closed form, :mod:`mgdm.priors.exact_guidance`; Gaussian-mixture and
             kernel-density priors under a linear Gaussian problem with an SVD).
-        fit: how ``x_ell | x_0, x_t`` is drawn: ``variational`` (the Gaussian fit) or ``exact``
-            (an oracle: importance resampling of the conditional itself with ``fit_particles``
-            proposals, :mod:`mgdm.samplers.mgdm_exact`; same priors as ``likelihood='exact'``).
+        fit: how ``x_ell | x_0, x_t`` is drawn: ``variational`` (the Gaussian fit), ``rto``
+            (randomize-then-optimise: ``G`` Gauss-Newton line steps on a perturbed MAP problem,
+            :mod:`mgdm.samplers.mgdm_rto`; plain potential, Gaussian noise; no learning rate) or
+            ``exact`` (an oracle: importance resampling of the conditional itself with
+            ``fit_particles`` proposals, :mod:`mgdm.samplers.mgdm_exact`; same priors as
+            ``likelihood='exact'``).
         fit_particles: N, proposals per chain of the ``exact`` fit.
     """
 
@@ -114,7 +129,7 @@ class MGDMConfig(SamplerConfig):
     index_seed: int = 0
     denoiser_posterior: Literal["ddim", "exact"] = "ddim"
     likelihood: Literal["plain", "covariance-corrected", "exact"] = "plain"
-    fit: Literal["variational", "exact"] = "variational"
+    fit: Literal["variational", "rto", "exact"] = "variational"
     fit_particles: int = 64
     clip_denoised: bool = False
 
@@ -187,15 +202,18 @@ PRESETS: dict[str, MGDMConfig] = {
         learning_rate=StepSchedule.constant(1.0),
         denoising_steps=1,
         clip_denoised=True,
+        fit="rto",
     ),
 }
 PRESETS["dense-grid"] = replace(
     PRESETS["default"],
+    fit="variational",
     num_steps=300,
     gradient_steps=StepSchedule(1.0, (IndexRange(-10, None, 20.0),)),
 )
 PRESETS["fast"] = replace(
     PRESETS["default"],
+    fit="variational",
     num_steps=50,
     gradient_steps=StepSchedule(2.0, (IndexRange(-5, None, 10.0),)),
 )
@@ -214,17 +232,20 @@ PRESETS["audio"] = MGDMConfig(
 """Named configurations (:meth:`MGDMConfig.settings`'s ``preset``; :func:`preset`).
 
 * ``reference``: the official implementation's image defaults (docs/algorithms/mgdm.md §8).
-* ``default``: scale-aware and problem-independent, chosen by measurement on the exact-posterior
-  benchmark (docs/benchmarks.md): Adam steps proportional to the bridge std
-  (``lr = 1.0 s``), ``ell`` = the next grid time at every step, one-shot Tweedie denoising
-  (M = 1: about a quarter of the reference's network calls), the ``x_0`` state clamped to the
-  prior's data range (without it the one-shot Tweedie estimate of an image prior leaves
-  ``[-1, 1]`` early and JPEG restorations collapse to black).
-* ``dense-grid``: the default with K = 300 grid points and one Adam step per outer step (20 in
-  the last 10): 728 calls per sample instead of 508; better than ``default`` at d = 80 and 800
-  on the benchmark, slightly worse at d = 8 (docs/benchmarks.md §1.4).
-* ``fast``: the default with K = 50 grid points and two Adam steps per outer step (10 in the
-  last 5): 48 forward + 110 forward+backward calls per sample, for quick restorations on a CPU.
+* ``default``: scale-aware and problem-independent, chosen by measurement (docs/benchmarks.md):
+  ``x_ell`` drawn by randomize-then-optimise with ``G`` Gauss-Newton line steps
+  (``fit = "rto"``, :mod:`mgdm.samplers.mgdm_rto`; no learning rate; since 2026-12-05), ``ell`` =
+  the next grid time at every step, one-shot Tweedie denoising (M = 1: about a quarter of the
+  reference's network calls), the ``x_0`` state clamped to the prior's data range (without it
+  the one-shot Tweedie estimate of an image prior leaves ``[-1, 1]`` early and JPEG restorations
+  collapse to black). ``fit = "variational"`` gives the default before 2026-12-05: Adam steps
+  proportional to the bridge std (``lr = 1.0 s``, kept in the preset for that purpose).
+* ``dense-grid``: the variational default with K = 300 grid points and one Adam step per outer
+  step (20 in the last 10): 728 calls per sample instead of 508; better than that default at
+  d = 80 and 800 on the benchmark, slightly worse at d = 8 (docs/benchmarks.md §1.4).
+* ``fast``: the variational default with K = 50 grid points and two Adam steps per outer step
+  (10 in the last 5): 48 forward + 110 forward+backward calls per sample, for quick
+  restorations on a CPU (measured with the Adam fit, docs/benchmarks.md §2.3).
 * ``audio``: the Reference's audio configuration (docs/algorithms/mgdm.md §8.2) with R = 2 Gibbs
   sweeps instead of 6, the ``audio`` domain's preset: K = 20 grid points (17 outer steps), M = 15
   chain points, ``mix`` rule with threshold 13 and ``min_index`` 10, ``G(i) = 20`` for
@@ -261,6 +282,12 @@ class MGDM(Sampler[MGDMConfig]):
     def check_compatible(self, prior, problem: Problem) -> None:
         if self.config.likelihood == "covariance-corrected":
             check_covariance_correction(problem)
+        if self.config.fit == "rto":
+            if self.config.likelihood != "plain":
+                raise ValueError(
+                    f"MGDM fit='rto' needs likelihood='plain'; got {self.config.likelihood!r}."
+                )
+            problem.sigma_y  # raises for non-Gaussian noise  # noqa: B018
         if self.config.likelihood == "exact" or self.config.fit == "exact":
             exact_guidance(prior, problem)  # raises for priors without exact guidance
         if self.config.denoiser_posterior == "exact" and not hasattr(
@@ -422,6 +449,10 @@ class MGDM(Sampler[MGDMConfig]):
         if cfg.fit == "variational":
             log_potential = self.log_potential(prior, problem, guidance, cfg.likelihood)
             return self.fit_and_sample(log_potential, mean, std, ell, steps, lr, noise)
+        if cfg.fit == "rto":
+            residual = whitened_residual(prior, problem)
+            output_shape = tuple(problem.operator.output_shape)
+            return rto_draw(residual, output_shape, mean, std, ell, steps, noise)
         assert guidance is not None
         uncounted = self.log_potential(prior.prior, problem, guidance, cfg.likelihood)
         plain = cfg.likelihood != "exact"
@@ -533,6 +564,18 @@ class MGDM(Sampler[MGDMConfig]):
                 state.x_0 = self.clip(prior, x_0)
                 state.x_t = renoise.sample(x_ell, x_u, noise.randn(*x_u.shape[1:], dtype=x_u.dtype))
         return state.x_0
+
+
+def whitened_residual(prior: Denoiser, problem: Problem) -> WhitenedResidual:
+    """``(z, ell, eps) -> (y - A(D_ell(z))) / sigma_y + eps`` ``[B, m]`` (Gaussian noise)."""
+    sigma_y = problem.sigma_y
+
+    def residual(z: Tensor, ell: Tensor, eps: Tensor) -> Tensor:
+        prediction = problem.operator(prior.denoise(z, ell))
+        y = problem.observation_for(z.shape[0], prediction)
+        return ((y - prediction) / sigma_y).reshape(z.shape[0], -1) + eps
+
+    return residual
 
 
 def variational_gradients(
