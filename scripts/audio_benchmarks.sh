@@ -18,7 +18,8 @@
 #                defaults, into docs/results/audio/independent-R2.sqlite
 #   bench-cc     (not in the default order) MGDM R = 2 on the joint prior with the covariance-corrected
 #                potential, into docs/results/audio/joint-cc-R2.sqlite
-#   bench-preset (not in the default order) MGDM's default preset (the image and mixture default)
+#   bench-preset (not in the default order) MGDM's variational preset (the image and mixture default
+#                until 2026-12-05)
 #                on audio: at the audio preset's 817 calls and PGDM's 999 on the joint prior, at 817
 #                on the independent priors, each into its own database
 #   bench-rto    (not in the default order) MGDM R = 2 on the joint prior drawing x_ell by
@@ -111,17 +112,18 @@ step_bench_cc() {
     --mixtures 20 --batch 4 --db "$RESULTS/joint-cc-R2.sqlite" --samplers mgdm --mgdm-sweeps 2 \
     --mgdm-likelihood covariance-corrected
 }
-# MGDM's default preset (one Adam step size per bridge std, M = 1, ell = the next grid time) on audio.
+# MGDM's variational preset (the image and mixture default until 2026-12-05: one Adam step size
+# per bridge std, M = 1, ell = the next grid time) on audio.
 step_bench_preset() {
   local common=(--data "$DATA/test.safetensors" --mixtures 20 --batch 4 --samplers mgdm
-    --mgdm-preset default --mgdm-sweeps 1)
+    --mgdm-preset variational --mgdm-sweeps 1)
   for budget in 817 999; do
     $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" "${common[@]}" --budget "$budget" \
-      --db "$RESULTS/joint-default-$budget.sqlite"
+      --db "$RESULTS/joint-variational-$budget.sqlite"
   done
   $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" "${common[@]}" --budget 817 \
-    --independent-prior "$ASSETS/audio-independent-priors" --only mgdm-independent-default \
-    --db "$RESULTS/independent-default-817.sqlite"
+    --independent-prior "$ASSETS/audio-independent-priors" --only mgdm-independent-variational \
+    --db "$RESULTS/independent-variational-817.sqlite"
 }
 # MGDM's audio preset (R = 2) drawing x_ell by randomize-then-optimise (Gauss-Newton line steps
 # instead of Adam) on the joint prior, in its own database.

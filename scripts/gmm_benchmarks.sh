@@ -9,47 +9,54 @@ MGDM=${MGDM:-.venv/bin/mgdm}
 OUT=${OUT:-docs/results/gmm}
 mkdir -p "$OUT"
 
+# Runs made while MGDM's default preset was today's `variational` (until 2026-12-05) pin that
+# preset and keep the label they were written with; rto-* and default-2026-12-05 are the
+# default of 2026-12-05.
 declare -A RUNS=(
-  [defaults-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers all"
+  [defaults-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers all --preset variational --mgdm-label mgdm"
   [reference-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --preset reference"
-  [sweeps-R1]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 1 --mgdm-label mgdm-R1"
-  [sweeps-R2]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 2 --mgdm-label mgdm-R2"
-  [sweeps-R4]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 4 --mgdm-label mgdm-R4"
-  [budget1000-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm,pnpdm --budget 1000"
-  [budget508-d8]="--dim 8 --obs-dim 1 2 4 --seeds 0-9 --samplers all --budget 508"
-  [defaults-d800-s0]="--dim 800 --obs-dim 1 2 4 --seeds 0 --samplers all"
-  [defaults-d800-s1]="--dim 800 --obs-dim 1 2 4 --seeds 1 --samplers all"
+  [sweeps-R1]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 1 --mgdm-label mgdm-R1 --preset variational"
+  [sweeps-R2]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 2 --mgdm-label mgdm-R2 --preset variational"
+  [sweeps-R4]="--dim 80 --obs-dim 2 --seeds 0-9 --samplers mgdm -R 4 --mgdm-label mgdm-R4 --preset variational"
+  [budget1000-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm,pnpdm --budget 1000 --preset variational --mgdm-label mgdm"
+  [budget508-d8]="--dim 8 --obs-dim 1 2 4 --seeds 0-9 --samplers all --budget 508 --preset variational --mgdm-label mgdm"
+  [defaults-d800-s0]="--dim 800 --obs-dim 1 2 4 --seeds 0 --samplers all --preset variational --mgdm-label mgdm"
+  [defaults-d800-s1]="--dim 800 --obs-dim 1 2 4 --seeds 1 --samplers all --preset variational --mgdm-label mgdm"
   [reference-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --preset reference"
   # Ablations of the default preset (d = 8, seeds 0-5): one option changed at a time.
-  [ablation-lr0.3]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --lr 0.3 --mgdm-label lr=0.3s"
-  [ablation-lr2]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --lr 2 --mgdm-label lr=2s"
-  [ablation-closed-form]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --kl closed-form --mgdm-label closed-form-KL"
-  [ablation-G10]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -G 10 --mgdm-label G=10"
-  [ablation-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -R 4 --mgdm-label R=4"
-  [ablation-M20]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -M 20 --mgdm-label M=20"
-  [ablation-mix]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes --mgdm-label mix-per-sample"
-  [ablation-cc]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --likelihood covariance-corrected --mgdm-label covariance-corrected"
-  [ablation-cc-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --likelihood covariance-corrected -R 4 --mgdm-label covariance-corrected-R=4"
-  [candidate-K300-G1]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm -K 300 -G 1,-10:=20 --mgdm-label K=300,G=1"
-  [candidate-K300-G1-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm -K 300 -G 1,-10:=20 --mgdm-label K=300,G=1"
-  [ablation-cc-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --likelihood covariance-corrected --mgdm-label covariance-corrected"
+  [ablation-lr0.3]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --lr 0.3 --mgdm-label lr=0.3s --preset variational"
+  [ablation-lr2]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --lr 2 --mgdm-label lr=2s --preset variational"
+  [ablation-closed-form]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --kl closed-form --mgdm-label closed-form-KL --preset variational"
+  [ablation-G10]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -G 10 --mgdm-label G=10 --preset variational"
+  [ablation-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -R 4 --mgdm-label R=4 --preset variational"
+  [ablation-M20]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm -M 20 --mgdm-label M=20 --preset variational"
+  [ablation-mix]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes --mgdm-label mix-per-sample --preset variational"
+  [ablation-cc]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --likelihood covariance-corrected --mgdm-label covariance-corrected --preset variational"
+  [ablation-cc-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --likelihood covariance-corrected -R 4 --mgdm-label covariance-corrected-R=4 --preset variational"
+  [candidate-K300-G1]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm -K 300 -G 1,-10:=20 --mgdm-label K=300,G=1 --preset variational"
+  [candidate-K300-G1-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm -K 300 -G 1,-10:=20 --mgdm-label K=300,G=1 --preset variational"
+  [ablation-cc-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --likelihood covariance-corrected --mgdm-label covariance-corrected --preset variational"
   # The candidate the ladder points to (docs/benchmarks.md §1.6): the covariance-corrected
   # potential with R = 4 sweeps, rescaled to 1000 calls per sample (table 1.2's budget).
-  [candidate-cc-R4-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --likelihood covariance-corrected -R 4 --budget 1000 --mgdm-label cc-R4"
+  [candidate-cc-R4-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --likelihood covariance-corrected -R 4 --budget 1000 --mgdm-label cc-R4 --preset variational"
   # The issue's d = 800 goal at 1000 calls (MGDM rescaled; DPS at its own 998).
-  [budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm,dps --budget 1000"
-  # MGDM drawing x_ell by randomize-then-optimise (Gauss-Newton line steps instead of Adam),
-  # rescaled to 1000 calls, to compare with budget1000-d8-d80 and budget1000-d800.
+  [budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm,dps --budget 1000 --preset variational --mgdm-label mgdm"
+  # MGDM drawing x_ell by randomize-then-optimise (the default since 2026-12-05), rescaled to
+  # 1000 calls, to compare with budget1000-d8-d80 and budget1000-d800 (the variational fit).
+  # The same draw with the variational preset's G schedule (3 line steps, 20 in the last 10).
+  [variational-rto-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --preset variational --fit rto --budget 1000 --mgdm-label variational-rto"
+  # The default preset of 2026-12-05 (randomize-then-optimise, K = 172) at its own 508 calls.
+  [default-2026-12-05]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm"
   [rto-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto"
   [rto-budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto"
-  [ablation-mix-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes -R 4 --mgdm-label mix-per-sample-R=4"
+  [ablation-mix-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes -R 4 --mgdm-label mix-per-sample-R=4 --preset variational"
 )
 # Three streams that together cover every run (to use several cores, run
 # `scripts/gmm_benchmarks.sh NAMES...` with the names of one stream in each of several shells).
 STREAM_A=(defaults-d8-d80 defaults-d800-s0)
 STREAM_B=(reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 budget508-d8 reference-d800 defaults-d800-s1)
 STREAM_C=(ablation-lr0.3 ablation-lr2 ablation-closed-form ablation-G10 ablation-M20 ablation-mix ablation-R4 ablation-mix-R4 ablation-cc ablation-cc-R4 candidate-K300-G1 candidate-K300-G1-d800 ablation-cc-d800 candidate-cc-R4-budget1000
-  budget1000-d800 rto-budget1000 rto-budget1000-d800)
+  budget1000-d800 rto-budget1000 rto-budget1000-d800 default-2026-12-05 variational-rto-budget1000)
 ORDER=("${STREAM_A[@]}" "${STREAM_B[@]}" "${STREAM_C[@]}")
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 

@@ -10,49 +10,55 @@ OUT=${OUT:-docs/results/images}
 PROCS=${PROCS:-1}
 mkdir -p "$OUT"
 
+# Runs made while MGDM's default preset was today's `variational` (until 2026-12-05) pin that
+# preset under the label they were written with (--mgdm-preset variational --mgdm-label mgdm),
+# so that they resume and reproduce; the runs named *-rto are the default of 2026-12-05.
 declare -A RUNS=(
   # Exact posterior: the kernel-density prior (1000 training images, bandwidth 0.1), linear tasks
   # with an SVD, 32 samples per cell scored against exact posterior samples.
-  [kde-exact]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers all --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
+  [kde-exact]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers all --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
   # Compute curve on the exact posterior: MGDM (default preset) and DPS rescaled to 500, 1000 and
   # 2000 calls per sample on two kernel-density tasks; at 200 calls, MGDM under the budget rule
   # of 2026-12 (kde-exact's MGDM row is the rule before it; DPS at 200: kde-exact).
-  [kde-nfe200]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
-  [kde-nfe500]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm,dps --images 8 --seeds 0 --budget 500 --samples-per-cell 32 --batch 8"
-  [kde-nfe1000]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm,dps --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
-  [kde-nfe2000]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm,dps --images 8 --seeds 0 --budget 2000 --samples-per-cell 32 --batch 8"
+  [kde-nfe200]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
+  [kde-nfe500]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm,dps --images 8 --seeds 0 --budget 500 --samples-per-cell 32 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
+  [kde-nfe1000]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm,dps --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
+  [kde-nfe2000]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm,dps --images 8 --seeds 0 --budget 2000 --samples-per-cell 32 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
   # The shipped DDPM: the ten tasks x the eight samplers at an equal budget of 200 calls.
-  [main]="--prior fashion-mnist --tasks all --samplers all --images 16 --seeds 0 --budget 200 --batch 8"
+  [main]="--prior fashion-mnist --tasks all --samplers all --images 16 --seeds 0 --budget 200 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
   # Compute curve: MGDM's fast preset with R = 1, 2, 4, 6 Gibbs sweeps, beside three baselines
   # at their own (Reference) settings.
   # The shipped latent prior: the ten tasks x the latent-capable samplers at 200 calls.
-  [latent]="--prior fashion-mnist-latent --tasks all --samplers all --images 8 --seeds 0 --budget 200 --batch 8"
+  [latent]="--prior fashion-mnist-latent --tasks all --samplers all --images 8 --seeds 0 --budget 200 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
   # The same two tables with MGDM's budget rule of 2026-12 (two Adam steps per outer step below
   # half its own cost): each database starts as a copy of main/latent without the MGDM cells
   # (scripts/image_benchmarks.sh copies it when missing), and only MGDM runs again.
-  [main-2026-12]="--prior fashion-mnist --tasks all --samplers all --images 16 --seeds 0 --budget 200 --batch 8"
+  [main-2026-12]="--prior fashion-mnist --tasks all --samplers all --images 16 --seeds 0 --budget 200 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
   # Every sampler at 1000 calls on the ten tasks, 8 images (the issue's 1000-call table; MGDM and
   # DPS ran first, the other six later into the same database).
-  [main-nfe1000]="--prior fashion-mnist --tasks all --samplers all --images 8 --seeds 0 --budget 1000 --batch 8"
-  [latent-2026-12]="--prior fashion-mnist-latent --tasks all --samplers all --images 8 --seeds 0 --budget 200 --batch 8"
+  [main-nfe1000]="--prior fashion-mnist --tasks all --samplers all --images 8 --seeds 0 --budget 1000 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
+  [latent-2026-12]="--prior fashion-mnist-latent --tasks all --samplers all --images 8 --seeds 0 --budget 200 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
   # The exact-posterior table under MGDM's budget rule of 2026-12 (a copy of kde-exact without the
   # MGDM cells; only MGDM runs again), and the same table at 1000 calls for every sampler
   # (starts as a copy of kde-nfe1000, whose MGDM and DPS cells on sr4 and box inpainting it reuses).
-  [kde-exact-2026-12]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers all --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
-  [kde-exact-nfe1000]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers all --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
+  [kde-exact-2026-12]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers all --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
+  [kde-exact-nfe1000]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers all --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
   # MGDM with the covariance-corrected potential (sigma_y^2 I + (1 - abar_ell) A A^T) at 200 calls
   # on the four tasks with an SVD (the others cannot run it), to compare with main-2026-12's MGDM.
-  [main-cc]="--prior fashion-mnist --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-likelihood covariance-corrected --images 16 --seeds 0 --budget 200 --batch 8"
+  [main-cc]="--prior fashion-mnist --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-likelihood covariance-corrected --images 16 --seeds 0 --budget 200 --batch 8 --mgdm-preset variational --mgdm-label mgdm"
   # MGDM drawing x_ell by randomize-then-optimise (--mgdm-fit rto, Gauss-Newton line steps instead
   # of Adam) at 200 calls, to compare with main-2026-12, latent-2026-12 and kde-exact-2026-12.
   [main-rto]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-fit rto --images 16 --seeds 0 --budget 200 --batch 8"
   [kde-rto]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
   [latent-rto]="--prior fashion-mnist-latent --tasks all --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 200 --batch 8"
+  # The same with the variational preset's G schedule (3 line steps, 20 in the last 10, K = 223
+  # at 1000 calls) instead of the default's two per grid point.
+  [kde-variational-rto-nfe1000]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-preset variational --mgdm-fit rto --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
   [kde-rto-nfe1000]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
   [curve]="--prior fashion-mnist --tasks sr4,box_inpainting --samplers dps,ddnm,reddiff --mgdm-preset fast --mgdm-sweeps 1,2,4,6 --images 8 --seeds 0 --batch 8"
 )
 ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent main-2026-12 latent-2026-12 main-nfe1000
-  kde-exact-2026-12 kde-exact-nfe1000 main-cc main-rto kde-rto latent-rto kde-rto-nfe1000)
+  kde-exact-2026-12 kde-exact-nfe1000 main-cc main-rto kde-rto latent-rto kde-rto-nfe1000 kde-variational-rto-nfe1000)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then

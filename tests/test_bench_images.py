@@ -159,6 +159,14 @@ def test_mgdm_sweeps_add_labelled_variants():
     ]
     with pytest.raises(ValueError, match="unknown MGDM fit 'exact'; accepted: variational, rto"):
         sampler_variants("mgdm", mgdm_fit="exact")
+    pinned = sampler_variants("mgdm", "variational", [4], mgdm_label="mgdm")
+    assert [(v.label, v.preset) for v in pinned] == [
+        ("mgdm", "variational"),
+        ("mgdm-R4", "variational"),
+    ]
+    assert sampler_variants("mgdm", "variational")[0].label == "mgdm-variational"
+    with pytest.raises(ValueError, match="the MGDM label must be a non-empty name"):
+        sampler_variants("mgdm", mgdm_label=" ")
 
 
 # ----------------------------------------------------------------------------- command line

@@ -142,3 +142,26 @@ def test_pivot_table_has_one_line_per_sampler():
     assert lines[2].startswith("| a | **1.25 ± 0.49** | **1.25 ± 0.49** |")
     assert lines[3].startswith("| b | 2.25 ± 0.49 |")
     assert "| *exact-vs-exact floor* | 0.10 | 0.10 |" in table
+
+
+def test_paired_ratio_table_averages_per_seed_ratios(tmp_path, capsys):
+    from mgdm.bench.gmm import GMMRow, paired_ratio_table, write_json
+
+    def row(name, obs_dim, seed, sw):
+        return GMMRow(name, 8, obs_dim, seed, sw, 0.1, 9.0, 98, 410, 1.0, 100)
+
+    rows = [row("a", 1, 0, 1.0), row("a", 1, 1, 4.0), row("b", 1, 0, 2.0), row("b", 1, 1, 2.0)]
+    rows += [row("a", 2, 0, 3.0), row("b", 2, 0, 1.0), row("a", 2, 5, 1.0)]  # seed 5: a only
+    lines = paired_ratio_table(rows, "a", "b").splitlines()
+    # d_y = 1: ratios 0.5 and 2 (mean 1.25, geometric 1.00, a lower on 1 of 2); d_y = 2: 3 on 1
+    assert lines[2] == "| d=8, d_y=1 | 1.25 | 1.00 | 1 | 2 |"
+    assert lines[3] == "| d=8, d_y=2 | 3.00 | 3.00 | 0 | 1 |"
+    assert lines[4] == "| *average over columns* | 2.12 | 2.00 | | |"
+    with pytest.raises(ValueError, match="share no problem"):
+        paired_ratio_table(rows, "a", "c")
+    path = tmp_path / "rows.json"
+    write_json(rows, path)
+    assert main(["bench", "gmm-table", str(path), "--paired", "a/b"]) == 0
+    assert "| *average over columns* | 2.12 |" in capsys.readouterr().out
+    assert main(["bench", "gmm-table", str(path), "--paired", "a"]) == 2
+    assert "--paired takes two sampler labels as A/B" in capsys.readouterr().err

@@ -125,8 +125,8 @@ def test_prior_only_run_recovers_the_prior():
 
 def test_default_preset_samples_the_exact_posterior():
     """The default preset on the d = 8, d_y = 2 benchmark problem of seed 6 (posterior dominated
-    by one component). Measured with sample seeds 0, 3000 and 6000 (+1000): SW 0.068, 0.066 and
-    0.072 (with the variational fit, the default before 2026-12-05: 0.132, 0.142 and 0.159)
+    by one component). Measured with sample seeds 0, 3000 and 6000 (+1000): SW 0.076, 0.078 and
+    0.071 (the ``variational`` preset, the default until 2026-12-05: 0.132, 0.142 and 0.159)
     against an exact-vs-exact floor of 0.036 (1000 draws) and 16 for prior draws."""
     case = make_gmm_problem(8, 2, 6)
     exact = case.posterior.sample(SampleNoise(range(50_000, 60_000)))
@@ -199,25 +199,44 @@ def test_step_schedules_parse_and_evaluate():
 
 
 def test_with_budget_scales_the_grid_to_the_requested_calls():
-    assert MGDM(preset("default")).with_budget(508).config.num_steps == 100
+    assert MGDM(preset("default")).with_budget(508).config.num_steps == 172
+    assert MGDM(preset("variational")).with_budget(508).config.num_steps == 100
     assert MGDM(preset("reference")).with_budget(2245).config.num_steps == 100
     scaled = MGDM(preset("default")).with_budget(300)
     case = _case()
     cost = scaled.sample(case.prior, case.problem, range(2)).cost
     assert abs(cost.nfe_total - 300) <= 4
     with pytest.raises(ValueError, match="below MGDM's minimum"):
-        MGDM(preset("default")).with_budget(3)  # K = 4 costs 4 calls (2 Adam steps)
+        MGDM(preset("default")).with_budget(3)  # K = 4 costs 4 calls (2 line steps)
+
+
+def test_default_preset_costs_the_variational_preset_on_two_steps_per_grid_point():
+    from mgdm.samplers.mgdm import SMALL_BUDGET_GRADIENT_STEPS
+
+    default, variational = preset("default"), preset("variational")
+    assert default.fit == "rto" and variational.fit == "variational"
+    assert default.gradient_steps == SMALL_BUDGET_GRADIENT_STEPS
+    assert (
+        replace(
+            default, fit="variational", num_steps=100, gradient_steps=(variational.gradient_steps)
+        )
+        == variational
+    )
+    upper = [timestep_grid(172).tolist()[172 - 3 - i] for i in range(default.outer_steps)]
+    assert network_calls(default, upper) == (170, 338)  # 508 calls, as variational's 98 + 410
 
 
 def test_with_budget_below_half_the_own_cost_spends_calls_on_grid_points():
     from mgdm.samplers.mgdm import SMALL_BUDGET_GRADIENT_STEPS
 
-    small = MGDM(preset("default")).with_budget(200).config  # the default costs 508
+    small = MGDM(preset("variational")).with_budget(200).config  # variational costs 508
     assert small.gradient_steps == SMALL_BUDGET_GRADIENT_STEPS and small.num_steps == 69
     assert (
-        MGDM(preset("default")).with_budget(300).config.gradient_steps
-        == preset("default").gradient_steps
+        MGDM(preset("variational")).with_budget(300).config.gradient_steps
+        == preset("variational").gradient_steps
     )
+    default_small = MGDM(preset("default")).with_budget(200).config  # the default costs 508
+    assert (default_small.num_steps, default_small.gradient_steps) == (69, small.gradient_steps)
     case = _case()
     cost = MGDM(small).sample(case.prior, case.problem, range(2)).cost
     assert abs(cost.nfe_total - 200) <= 4
@@ -253,8 +272,8 @@ def test_dense_grid_preset_is_the_benchmarked_configuration():
     config = preset("dense-grid")
     assert config.num_steps == 300 and config.gradient_steps == StepSchedule.parse("1,-10:=20")
     assert replace(
-        config, num_steps=100, gradient_steps=preset("default").gradient_steps
-    ) == preset("default", fit="variational")
+        config, num_steps=100, gradient_steps=preset("variational").gradient_steps
+    ) == preset("variational")
     assert network_calls(config, [1] * 0)[1] == 430
 
 

@@ -14,7 +14,14 @@ from mgdm.samplers.registry import build_sampler
 
 
 def test_presets_are_listed() -> None:
-    assert MGDMConfig.presets() == ("reference", "default", "dense-grid", "fast", "audio")
+    assert MGDMConfig.presets() == (
+        "reference",
+        "variational",
+        "default",
+        "dense-grid",
+        "fast",
+        "audio",
+    )
     assert DPSConfig.presets() == () and MSDMConfig.presets() == ()
     assert MGDMConfig.settings("image", preset="reference") == MGDMConfig()
 

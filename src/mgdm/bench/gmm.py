@@ -315,3 +315,48 @@ def pivot_table(rows: Sequence[GMMRow]) -> str:
         f"Seeds {seeds[0]}–{seeds[-1]} ({len(seeds)} max per cell), {', '.join(map(str, n))} samples per run."
     )
     return "\n".join(lines)
+
+
+def paired_ratio_table(rows: Sequence[GMMRow], numerator: str, denominator: str) -> str:
+    """Per ``(dim, obs_dim)``, over the seeds both samplers ran: the mean of the per-seed ratios
+    ``SW_numerator / SW_denominator`` (the issue's paired ratio), their geometric mean, and on
+    how many seeds the numerator is lower; a last line averages the columns' ratios.
+
+    ``ValueError`` when the two samplers share no problem.
+    """
+    sw = {(r.sampler, r.dim, r.obs_dim, r.seed): r.sw for r in rows}
+    problems = sorted({(r.dim, r.obs_dim) for r in rows})
+    header = (
+        f"| {numerator} / {denominator} | paired ratio (mean) | geometric mean | "
+        f"{numerator} lower | seeds |"
+    )
+    lines = [header, "|:---|---:|---:|---:|---:|"]
+    means, geometric = [], []
+    for dim, obs_dim in problems:
+        seeds = sorted(
+            r.seed
+            for r in rows
+            if (r.sampler, r.dim, r.obs_dim) == (numerator, dim, obs_dim)
+            and (denominator, dim, obs_dim, r.seed) in sw
+        )
+        if not seeds:
+            continue
+        ratios = [
+            sw[(numerator, dim, obs_dim, s)] / sw[(denominator, dim, obs_dim, s)] for s in seeds
+        ]
+        means.append(sum(ratios) / len(ratios))
+        geometric.append(math.exp(sum(math.log(q) for q in ratios) / len(ratios)))
+        lower = sum(q < 1 for q in ratios)
+        lines.append(
+            f"| d={dim}, d_y={obs_dim} | {means[-1]:.2f} | {geometric[-1]:.2f} | {lower} | "
+            f"{len(seeds)} |"
+        )
+    if not means:
+        raise ValueError(
+            f"samplers {numerator!r} and {denominator!r} share no problem in these rows."
+        )
+    lines.append(
+        f"| *average over columns* | {sum(means) / len(means):.2f} | "
+        f"{sum(geometric) / len(geometric):.2f} | | |"
+    )
+    return "\n".join(lines)

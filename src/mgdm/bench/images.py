@@ -136,6 +136,7 @@ def sampler_variants(
     domain: str = "image",
     mgdm_likelihood: str = "plain",
     mgdm_fit: str = "variational",
+    mgdm_label: str | None = None,
 ) -> list[SamplerVariant]:
     """Variants from ``"all"`` (the samplers of ``domain``: ``image`` or ``latent``) / a comma
     list / a list of names, plus one MGDM variant per Gibbs sweep count ``R`` in ``mgdm_sweeps``
@@ -144,12 +145,18 @@ def sampler_variants(
     (:mod:`mgdm.likelihood`) and its label carries ``-cc`` (``mgdm-cc``, ``mgdm-cc-R4``); its
     cells on tasks without an SVD are skipped. With ``mgdm_fit`` ``rto`` every MGDM variant draws
     ``x_ell`` by randomize-then-optimise (:mod:`mgdm.samplers.mgdm_rto`) and its label carries
-    ``-rto`` (``mgdm-rto``)."""
+    ``-rto`` (``mgdm-rto``). ``mgdm_label`` replaces the base of the MGDM labels (``mgdm``, or
+    ``mgdm-PRESET`` for another preset than ``default``): a run of the ``variational`` preset
+    labelled ``mgdm`` resumes the databases written while it was the default."""
     check_likelihood(mgdm_likelihood)
     check_practical_fit(mgdm_fit)
     text = samplers if isinstance(samplers, str) else ",".join(samplers)
     names = parse_sampler_list(text, domain=domain)
     prefix = "mgdm" if mgdm_preset == "default" else f"mgdm-{mgdm_preset}"
+    if mgdm_label is not None:
+        if not mgdm_label.strip() or "," in mgdm_label:
+            raise ValueError(f"the MGDM label must be a non-empty name; got {mgdm_label!r}.")
+        prefix = mgdm_label.strip()
     extra: dict[str, Any] = {}
     if mgdm_likelihood != "plain":
         prefix, extra = f"{prefix}-cc", {"likelihood": mgdm_likelihood}

@@ -2,10 +2,10 @@
 
 On the Gaussian-mixture benchmark (:mod:`mgdm.bench.gmm`) every quantity MGDM approximates is
 available exactly (:mod:`mgdm.priors.exact_guidance`, :mod:`mgdm.samplers.mgdm_exact`). Each
-*rung* is MGDM's ``default`` preset with the variational fit (:data:`LADDER_BASE`: the default
-before 2026-12-05, whose error the ladder was built to explain; its label stays ``default``)
-with some approximations replaced by their exact counterparts, by the practical
-randomize-then-optimise draw (``fit='rto'``, today's default), or with more compute:
+*rung* is MGDM's ``variational`` preset (:data:`LADDER_BASE`: the default until 2026-12-05,
+whose error the ladder was built to explain; its rung keeps the label ``default``) with some
+approximations replaced by their exact counterparts, by the practical randomize-then-optimise
+draw (``fit='rto'``, the draw of today's default), or with more compute:
 
 * the potential ``g(D_ell(x))`` -> the true ``g_ell(x)`` (``likelihood='exact'``);
 * the Gaussian variational fit of ``x_ell | x_0, x_t`` -> an importance-resampled draw of the
@@ -30,8 +30,8 @@ from mgdm.bench.gmm import GMMRow
 from mgdm.bench.tables import mean_ci
 from mgdm.samplers.mgdm import PRESETS, MGDMConfig
 
-LADDER_BASE: MGDMConfig = replace(PRESETS["default"], fit="variational")
-"""The ladder's first rung: the default preset with the Gaussian variational fit (Adam)."""
+LADDER_BASE: MGDMConfig = PRESETS["variational"]
+"""The ladder's first rung: the ``variational`` preset (the Gaussian fit with Adam)."""
 
 
 @dataclass(frozen=True)

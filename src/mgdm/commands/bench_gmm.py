@@ -12,6 +12,7 @@ from pathlib import Path
 from mgdm.bench.gmm import (
     GMMRow,
     fitted_to_problem,
+    paired_ratio_table,
     pivot_table,
     read_json,
     run_benchmark,
@@ -129,6 +130,12 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     )
     table.add_argument("--only-dims", help="keep the rows of these dimensions (comma list)")
     table.add_argument("--only-seeds", help="keep the rows of these seeds, e.g. 0-5")
+    table.add_argument(
+        "--paired",
+        metavar="A/B",
+        help="also print, per (dim, obs_dim), the mean and geometric mean of the per-seed ratios "
+        "SW_A / SW_B of two sampler labels, and on how many seeds A is lower",
+    )
     table.set_defaults(func=print_table)
 
 
@@ -164,6 +171,12 @@ def print_table(args: argparse.Namespace) -> int:
     if not rows:
         raise ValueError("no rows to show (the files are empty or the filters keep nothing).")
     sys.stdout.write((pivot_table(rows) if args.pivot else summary_table(rows)) + "\n")
+    if args.paired:
+        numerator, slash, denominator = args.paired.partition("/")
+        if not (slash and numerator.strip() and denominator.strip()):
+            raise ValueError(f"--paired takes two sampler labels as A/B; got {args.paired!r}.")
+        table = paired_ratio_table(rows, numerator.strip(), denominator.strip())
+        sys.stdout.write("\n" + table + "\n")
     return 0
 
 

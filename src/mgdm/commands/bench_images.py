@@ -108,6 +108,11 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--mgdm-label",
+        help="base of the MGDM labels (default: mgdm, or mgdm-PRESET for another preset than "
+        "default; suffixes -cc, -rto, -R{R} follow)",
+    )
+    parser.add_argument(
         "--samples-per-cell",
         type=positive_int,
         default=1,
@@ -146,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         domain,
         args.mgdm_likelihood,
         args.mgdm_fit,
+        args.mgdm_label,
     )
     seeds = parse_seeds(args.seeds)
     classifier = None if args.classifier_weights == "none" else args.classifier_weights

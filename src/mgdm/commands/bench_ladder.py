@@ -20,7 +20,7 @@ from mgdm.commands.bench_gmm import (
     run_gmm_cells,
 )
 from mgdm.samplers.base import Sampler
-from mgdm.samplers.mgdm import MGDM
+from mgdm.samplers.mgdm import MGDM, PRESETS
 from mgdm.samplers.registry import build_sampler, parse_sampler_list
 
 
@@ -76,6 +76,14 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     curve.add_argument(
         "--samplers", default="mgdm,dps", help="comma list of samplers (default: %(default)s)"
     )
+    curve.add_argument(
+        "--mgdm-preset",
+        choices=sorted(PRESETS),
+        default="default",
+        help="MGDM's preset; its rows keep the label mgdm@N (default: %(default)s; the curve "
+        "of docs/benchmarks.md §1.7 was measured with variational, the default until "
+        "2026-12-05)",
+    )
     curve.set_defaults(func=run_curve)
     _add_table_command(bench_sub, "nfe-curve", "compute-curve", print_curve_table)
 
@@ -110,7 +118,8 @@ def run_curve(args: argparse.Namespace) -> int:
     samplers: list[tuple[str, Sampler]] = []
     for budget in sorted(set(args.budgets)):
         for name in names:
-            sampler = build_sampler(name, "gmm").with_budget(budget)
+            preset = args.mgdm_preset if name == "mgdm" else None
+            sampler = build_sampler(name, "gmm", preset=preset).with_budget(budget)
             samplers.append((curve_label(name, budget), sampler))
     sys.stdout.write(curve_table(run_gmm_cells(args, samplers)) + "\n")
     return 0

@@ -68,7 +68,10 @@ REFERENCE_GRADIENT_STEPS = StepSchedule(3.0, (IndexRange(-10, None, 20.0),))
 REFERENCE_LEARNING_RATE = StepSchedule(0.03, (IndexRange(None, 11, 0.01),))
 """lr(i) = 0.01 if i <= 10 else 0.03 (image base block)."""
 SMALL_BUDGET_GRADIENT_STEPS = StepSchedule.constant(2.0)
-"""G(i) of :meth:`MGDM.with_budget` below half a configuration's own cost."""
+"""G(i) of :meth:`MGDM.with_budget` below half a configuration's own cost, and of the default."""
+DEFAULT_GRID_POINTS = 172
+"""K of the default preset: with two line steps per outer step, ``1 + 3 (K - 3) = 508`` calls
+per sample, the cost of the ``variational`` preset (the default until 2026-12-05)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,8 @@ class MGDMConfig(SamplerConfig):
             rule's range, for ``i < threshold``, then ``p``.
         threshold: outer iteration from which ``mix``/``mix-det``/``midpoint`` use ``ell = p``.
         min_index: smallest ``ell`` of the uniform draws.
-        gradient_steps: G(i), Adam steps of the variational fit.
+        gradient_steps: G(i), steps of the fit per sweep (Adam steps of the variational fit, or
+            line steps of the ``rto`` draw), one VJP each.
         learning_rate: lr(i) of Adam.
         lr_mode: ``absolute`` (reference: the step is lr in units of x) or ``bridge-std`` (the
             step is ``lr * s``, with ``s`` the std of the fit's bridge prior: scale-aware).
@@ -190,30 +194,33 @@ class MGDMConfig(SamplerConfig):
 
     @classmethod
     def named_presets(cls) -> Mapping[str, MGDMConfig]:
-        """:data:`PRESETS`: reference, default, dense-grid, fast and audio."""
+        """:data:`PRESETS`: reference, variational, default, dense-grid, fast and audio."""
         return PRESETS
 
 
 PRESETS: dict[str, MGDMConfig] = {
     "reference": MGDMConfig(),
-    "default": MGDMConfig(
+    "variational": MGDMConfig(
         index_rule="deterministic",
         lr_mode="bridge-std",
         learning_rate=StepSchedule.constant(1.0),
         denoising_steps=1,
         clip_denoised=True,
-        fit="rto",
     ),
 }
+PRESETS["default"] = replace(
+    PRESETS["variational"],
+    fit="rto",
+    num_steps=DEFAULT_GRID_POINTS,
+    gradient_steps=SMALL_BUDGET_GRADIENT_STEPS,
+)
 PRESETS["dense-grid"] = replace(
-    PRESETS["default"],
-    fit="variational",
+    PRESETS["variational"],
     num_steps=300,
     gradient_steps=StepSchedule(1.0, (IndexRange(-10, None, 20.0),)),
 )
 PRESETS["fast"] = replace(
-    PRESETS["default"],
-    fit="variational",
+    PRESETS["variational"],
     num_steps=50,
     gradient_steps=StepSchedule(2.0, (IndexRange(-5, None, 10.0),)),
 )
@@ -233,19 +240,21 @@ PRESETS["audio"] = MGDMConfig(
 
 * ``reference``: the official implementation's image defaults (docs/algorithms/mgdm.md §8).
 * ``default``: scale-aware and problem-independent, chosen by measurement (docs/benchmarks.md):
-  ``x_ell`` drawn by randomize-then-optimise with ``G`` Gauss-Newton line steps
-  (``fit = "rto"``, :mod:`mgdm.samplers.mgdm_rto`; no learning rate; since 2026-12-05), ``ell`` =
-  the next grid time at every step, one-shot Tweedie denoising (M = 1: about a quarter of the
-  reference's network calls), the ``x_0`` state clamped to the prior's data range (without it
-  the one-shot Tweedie estimate of an image prior leaves ``[-1, 1]`` early and JPEG restorations
-  collapse to black). ``fit = "variational"`` gives the default before 2026-12-05: Adam steps
-  proportional to the bridge std (``lr = 1.0 s``, kept in the preset for that purpose).
-* ``dense-grid``: the variational default with K = 300 grid points and one Adam step per outer
-  step (20 in the last 10): 728 calls per sample instead of 508; better than that default at
-  d = 80 and 800 on the benchmark, slightly worse at d = 8 (docs/benchmarks.md §1.4).
-* ``fast``: the variational default with K = 50 grid points and two Adam steps per outer step
-  (10 in the last 5): 48 forward + 110 forward+backward calls per sample, for quick
-  restorations on a CPU (measured with the Adam fit, docs/benchmarks.md §2.3).
+  ``x_ell`` drawn by randomize-then-optimise with two Gauss-Newton line steps per outer step
+  (``fit = "rto"``, :mod:`mgdm.samplers.mgdm_rto`; no learning rate) on K = 172 grid points
+  (508 calls per sample: 170 forward + 338 VJP, the cost of ``variational``), ``ell`` = the next
+  grid time at every step, one-shot Tweedie denoising (M = 1), the ``x_0`` state clamped to the
+  prior's data range (without it the one-shot Tweedie estimate of an image prior leaves
+  ``[-1, 1]`` early and JPEG restorations collapse to black). The default since 2026-12-05.
+* ``variational``: the default until 2026-12-05: the Gaussian variational fit with Adam steps
+  proportional to the bridge std (``lr = 1.0 s``), K = 100, ``G(i) = 3`` (20 in the last 10):
+  98 forward + 410 VJP per sample; the other options as ``default``.
+* ``dense-grid``: ``variational`` with K = 300 grid points and one Adam step per outer step (20
+  in the last 10): 728 calls per sample; better than ``variational`` at d = 80 and 800 on the
+  benchmark, slightly worse at d = 8 (docs/benchmarks.md §1.4).
+* ``fast``: ``variational`` with K = 50 grid points and two Adam steps per outer step (10 in
+  the last 5): 48 forward + 110 forward+backward calls per sample, for quick restorations on a
+  CPU (docs/benchmarks.md §2.3).
 * ``audio``: the Reference's audio configuration (docs/algorithms/mgdm.md §8.2) with R = 2 Gibbs
   sweeps instead of 6, the ``audio`` domain's preset: K = 20 grid points (17 outer steps), M = 15
   chain points, ``mix`` rule with threshold 13 and ``min_index`` 10, ``G(i) = 20`` for
@@ -305,7 +314,7 @@ class MGDM(Sampler[MGDMConfig]):
         R, M and lr(i) are kept; the ``mix`` threshold is rescaled with the number of outer steps
         so that the same fraction of steps draws ``ell`` uniformly. G(i) is kept too, except for a
         budget below half the configuration's own cost: there G(i) becomes
-        :data:`SMALL_BUDGET_GRADIENT_STEPS` (two Adam steps at every outer step, no extra steps
+        :data:`SMALL_BUDGET_GRADIENT_STEPS` (two fit steps at every outer step, no extra steps
         at the end), so that the calls go to grid points (docs/benchmarks.md §1.7: at 200 calls
         the default's schedule spends 140 of them on its last 7 outer steps).
         """
