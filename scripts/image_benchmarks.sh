@@ -54,11 +54,18 @@ declare -A RUNS=(
   # The same with the variational preset's G schedule (3 line steps, 20 in the last 10, K = 223
   # at 1000 calls) instead of the default's two per grid point.
   [kde-variational-rto-nfe1000]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-preset variational --mgdm-fit rto --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
+  # The compute curve of the default of 2026-12-05 on the two tasks of kde-nfe*: 200 and 1000
+  # calls are kde-rto and kde-rto-nfe1000.
+  [kde-rto-nfe500]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 500 --samples-per-cell 32 --batch 8"
+  [kde-rto-nfe2000]="--prior fashion-mnist-kde --tasks sr4,box_inpainting --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 2000 --samples-per-cell 32 --batch 8"
+  # The default of 2026-12-05 at 1000 calls on the ten tasks (the cells of main-nfe1000).
+  [main-rto-nfe1000]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 1000 --batch 8"
   [kde-rto-nfe1000]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
   [curve]="--prior fashion-mnist --tasks sr4,box_inpainting --samplers dps,ddnm,reddiff --mgdm-preset fast --mgdm-sweeps 1,2,4,6 --images 8 --seeds 0 --batch 8"
 )
 ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent main-2026-12 latent-2026-12 main-nfe1000
-  kde-exact-2026-12 kde-exact-nfe1000 main-cc main-rto kde-rto latent-rto kde-rto-nfe1000 kde-variational-rto-nfe1000)
+  kde-exact-2026-12 kde-exact-nfe1000 main-cc main-rto kde-rto latent-rto kde-rto-nfe1000 kde-variational-rto-nfe1000
+  kde-rto-nfe500 kde-rto-nfe2000 main-rto-nfe1000)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then

@@ -183,6 +183,14 @@ def test_nfe_curve_command_and_table(tmp_path, capsys):
     assert labels == {"mgdm@150", "dps@150", "mgdm@300", "dps@300"}
     assert main(["bench", "nfe-curve-table", str(out)]) == 0
     assert capsys.readouterr().out.strip() == text.strip()
+    variational = tmp_path / "variational.json"
+    argv = ["bench", "nfe-curve", "--dim", "4", "--obs-dim", "2", "--seeds", "0", "--samples"]
+    argv += ["20", "--budgets", "150", "--samplers", "mgdm", "--mgdm-preset", "variational"]
+    assert main([*argv, "--json", str(variational), "--quiet"]) == 0
+    rows = json.loads(variational.read_text())
+    default_rows = [row for row in json.loads(out.read_text()) if row["sampler"] == "mgdm@150"]
+    assert [row["sampler"] for row in rows] == ["mgdm@150"]  # the label keeps no preset name
+    assert rows[0]["sw"] != default_rows[0]["sw"]  # another configuration: other samples
 
 
 def test_nfe_curve_table_reports_the_paired_change_over_seeds():
