@@ -46,7 +46,7 @@ declare -A RUNS=(
   # The same draw with the variational preset's G schedule (3 line steps, 20 in the last 10).
   [variational-rto-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --preset variational --fit rto --budget 1000 --mgdm-label variational-rto"
   # The default preset of 2026-12-05 (randomize-then-optimise, K = 172) at its own 508 calls.
-  [default-2026-12-05]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm"
+  [default-2026-12-05]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --mgdm-label rto-508"
   [rto-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto"
   [rto-budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto"
   [ablation-mix-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes -R 4 --mgdm-label mix-per-sample-R=4 --preset variational"
