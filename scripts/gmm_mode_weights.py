@@ -9,8 +9,8 @@ For each problem of ``mgdm bench gmm`` (same prior, operator, observation and sa
 sample is assigned to the posterior component whose mean is nearest, and the share of samples per
 component is compared with the exact posterior's weights ``w~_i``: the total-variation distance
 ``TV = 1/2 sum_i |share_i - w~_i|`` (0: every component gets its exact share). The samplers run
-at 1000 network calls per sample (MGDM's ``variational`` preset, the default until 2026-12-05,
-rescaled; DPS at its own 998), as in table 1.2. The nearest-mean assignment is checked on exact posterior draws (the ``exact`` column:
+at 1000 network calls per sample (MGDM's ``--preset``, by default ``variational``, the default
+until 2026-12-05, rescaled; DPS at its own 998), as in table 1.2. The nearest-mean assignment is checked on exact posterior draws (the ``exact`` column:
 what it reports for a perfect sampler, about the sampling noise of 1000 draws).
 """
 
@@ -44,13 +44,13 @@ def total_variation(share: Tensor, weights: Tensor) -> float:
     return 0.5 * float((share - weights).abs().sum())
 
 
-def problem_row(dim: int, obs_dim: int, seed: int, ladder: bool) -> list[float]:
+def problem_row(dim: int, obs_dim: int, seed: int, ladder: bool, preset: str) -> list[float]:
     """TV of the exact draws, MGDM and DPS on one problem, then of the :data:`LADDER` rungs."""
     case = make_gmm_problem(dim, obs_dim, seed)
     posterior = case.posterior
     means, weights = posterior.component_means, posterior.weights
     exact = posterior.sample(SampleNoise(seed_block(dim, obs_dim, seed, 1, count=SAMPLES)))
-    mgdm = build_sampler("mgdm", "gmm", preset="variational").with_budget(BUDGET)
+    mgdm = build_sampler("mgdm", "gmm", preset=preset).with_budget(BUDGET)
     samplers = [mgdm, build_sampler("dps", "gmm")]
     if ladder:
         rungs = {rung.label: rung for rung in RUNGS}
@@ -69,6 +69,11 @@ def main() -> None:
     parser.add_argument("--obs-dim", type=int, nargs="+", default=[2])
     parser.add_argument("--seeds", default="0-9")
     parser.add_argument("--ladder", action="store_true", help="add the rungs of LADDER")
+    parser.add_argument(
+        "--preset",
+        default="variational",
+        help="MGDM's preset (default: variational, as in docs/results/gmm/mode-weights.md)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     columns = ["TV exact draws", "TV MGDM", "TV DPS"]
@@ -79,7 +84,7 @@ def main() -> None:
         for obs_dim in args.obs_dim:
             rows = []
             for seed in parse_seeds(args.seeds):
-                row = problem_row(dim, obs_dim, seed, args.ladder)
+                row = problem_row(dim, obs_dim, seed, args.ladder, args.preset)
                 rows.append(row)
                 print(
                     f"| {dim} | {obs_dim} | {seed} | " + " | ".join(f"{v:.3f}" for v in row) + " |"
