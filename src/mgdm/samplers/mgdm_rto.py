@@ -106,12 +106,13 @@ def rto_draw(
             direction = direction + per_sample(beta.clamp_min(0.0), point) * trial.direction
         descent = -dot(gradient, direction)
         misfit = 0.5 * whitened.square().sum(-1)
-        curvature = dot(direction, direction) * precision + dot(direction, grad_misfit).square() / (
+        length_squared = dot(direction, direction)
+        curvature = length_squared * precision + dot(direction, grad_misfit).square() / (
             2.0 * misfit.clamp_min(tiny)
         )
         usable = (curvature > 0) & (descent > 0)
         step = torch.where(usable, descent / curvature.clamp_min(tiny), 0.0) * ratio
-        step = torch.minimum(step, radius / dot(direction, direction).sqrt().clamp_min(tiny))
+        step = torch.minimum(step, radius / length_squared.sqrt().clamp_min(tiny))
         trial = _TrialStep(point, whitened, grad_misfit, gradient, direction, descent, step)
         z = point + per_sample(step, point) * direction
     return z.detach()
