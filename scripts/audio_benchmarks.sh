@@ -23,7 +23,8 @@
 #                on audio: at the audio preset's 817 calls and PGDM's 999 on the joint prior, at 817
 #                on the independent priors, each into its own database
 #   bench-rto    (not in the default order) MGDM R = 2 on the joint prior drawing x_ell by
-#                randomize-then-optimise (--mgdm-fit rto), into docs/results/audio/joint-rto-R2.sqlite
+#                randomize-then-optimise (--mgdm-fit rto), into docs/results/audio/joint-rto-R2.sqlite,
+#                and on the independent priors, into independent-rto-R2.sqlite
 #   table        docs/results/audio/table.md and compute_curve.png
 #   bench-more   (not in the default order) DiffPIR, RED-diff, DAPS and PnP-DM on the same mixtures
 # DATA (default runs/audio-data) holds the generated data (2.2 GB, not in git).
@@ -131,6 +132,10 @@ step_bench_rto() {
   $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" --data "$DATA/test.safetensors" \
     --mixtures 20 --batch 4 --db "$RESULTS/joint-rto-R2.sqlite" --samplers mgdm --mgdm-sweeps 2 \
     --mgdm-fit rto
+  $MGDM bench audio --prior "$ASSETS/audio-4stem-prior" --data "$DATA/test.safetensors" \
+    --mixtures 20 --batch 4 --db "$RESULTS/independent-rto-R2.sqlite" --samplers mgdm \
+    --mgdm-sweeps 2 --mgdm-fit rto --independent-prior "$ASSETS/audio-independent-priors" \
+    --only mgdm-independent-rto
 }
 # Not behind docs/benchmarks.md (the CPU time of this task did not allow it): the other baselines.
 step_bench_more() { bench --samplers diffpir,reddiff,daps,pnpdm; }
