@@ -81,7 +81,9 @@ def add_mgdm_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--fit",
         choices=FITS,
-        help="draw of x_ell: the Gaussian fit, or 'exact' (an oracle, same priors as above)",
+        help="draw of x_ell: 'variational' (the Gaussian fit with Adam), 'rto' "
+        "(randomize-then-optimise with Gauss-Newton line steps: the default preset's; plain "
+        "likelihood, Gaussian noise) or 'exact' (an oracle, same priors as above)",
     )
     group.add_argument(
         "--fit-particles", type=int, help="N, proposals per chain of the exact x_ell draw"
