@@ -316,7 +316,8 @@ class MGDM(Sampler[MGDMConfig]):
         budget below half the configuration's own cost: there G(i) becomes
         :data:`SMALL_BUDGET_GRADIENT_STEPS` (two fit steps at every outer step, no extra steps
         at the end), so that the calls go to grid points (docs/benchmarks.md §1.7: at 200 calls
-        the default's schedule spends 140 of them on its last 7 outer steps).
+        the ``variational`` preset's schedule spends 140 of them on its last 7 outer steps). The
+        default preset has that G(i) already, so for it only K changes.
         """
         cfg = self.config
         if nfe < 0.5 * sum(network_calls(cfg, _upper_indices(cfg))):
