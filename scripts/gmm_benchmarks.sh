@@ -49,6 +49,14 @@ declare -A RUNS=(
   [default-2026-12-05]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --mgdm-label rto-508"
   [rto-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto"
   [rto-budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto"
+  # Variants of the default's rto draw tried on 2026-12-05 (none kept), rescaled to 1000 calls as
+  # rto-budget1000: the initialisation of x_t with eta = 0.5, the index rules mix-det, mix and
+  # midpoint (smaller ell in the first 40 % of the steps), and the last-step correction.
+  [rto-eta0.5-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --eta 0.5 --mgdm-label rto-eta0.5"
+  [rto-mix-det-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --index-rule mix-det --mgdm-label rto-mix-det"
+  [rto-mix-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --index-rule mix --mgdm-label rto-mix"
+  [rto-midpoint-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --index-rule midpoint --mgdm-label rto-midpoint"
+  [rto-lsc-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --last-step-correction yes --mgdm-label rto-lsc"
   [ablation-mix-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes -R 4 --mgdm-label mix-per-sample-R=4 --preset variational"
 )
 # Three streams that together cover every run (to use several cores, run
@@ -56,7 +64,8 @@ declare -A RUNS=(
 STREAM_A=(defaults-d8-d80 defaults-d800-s0)
 STREAM_B=(reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 budget508-d8 reference-d800 defaults-d800-s1)
 STREAM_C=(ablation-lr0.3 ablation-lr2 ablation-closed-form ablation-G10 ablation-M20 ablation-mix ablation-R4 ablation-mix-R4 ablation-cc ablation-cc-R4 candidate-K300-G1 candidate-K300-G1-d800 ablation-cc-d800 candidate-cc-R4-budget1000
-  budget1000-d800 rto-budget1000 rto-budget1000-d800 default-2026-12-05 variational-rto-budget1000)
+  budget1000-d800 rto-budget1000 rto-budget1000-d800 default-2026-12-05 variational-rto-budget1000
+  rto-eta0.5-budget1000 rto-mix-det-budget1000 rto-mix-budget1000 rto-midpoint-budget1000 rto-lsc-budget1000)
 ORDER=("${STREAM_A[@]}" "${STREAM_B[@]}" "${STREAM_C[@]}")
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 

@@ -61,11 +61,27 @@ declare -A RUNS=(
   # The default of 2026-12-05 at 1000 calls on the ten tasks (the cells of main-nfe1000).
   [main-rto-nfe1000]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 1000 --batch 8"
   [kde-rto-nfe1000]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-fit rto --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
-  [curve]="--prior fashion-mnist --tasks sr4,box_inpainting --samplers dps,ddnm,reddiff --mgdm-preset fast --mgdm-sweeps 1,2,4,6 --images 8 --seeds 0 --batch 8"
+  # The fast preset until 2026-12-05 (the variational fit, K = 50, G = 2, 10 in the last 5),
+  # pinned field by field.
+  [curve]="--prior fashion-mnist --tasks sr4,box_inpainting --samplers dps,ddnm,reddiff --mgdm-preset fast --mgdm-set fit=variational --mgdm-set num_steps=50 --mgdm-set gradient_steps=2,-5:=10 --mgdm-sweeps 1,2,4,6 --images 8 --seeds 0 --batch 8"
+  # The fast preset (the demo's) on the ten tasks at its own cost: until 2026-12-05 (pinned as
+  # in curve, 158 calls) and since (the default's rto draw on K = 55 grid points, 157 calls).
+  [fast-variational]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-preset fast --mgdm-set fit=variational --mgdm-set num_steps=50 --mgdm-set gradient_steps=2,-5:=10 --mgdm-label mgdm-fast-variational --images 16 --seeds 0 --batch 8"
+  [fast-2026-12-05]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-preset fast --images 16 --seeds 0 --batch 8"
+  # Variants of the default's rto draw tried on 2026-12-05 (none kept), at 200 calls: the
+  # initialisation of x_t with eta = 0.5, the mix-det index rule (ell = 0.75 p in the first 40 %
+  # of the steps), the last-step correction, and one corrected line step on K = 102 points.
+  [kde-rto-eta05]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-set eta=0.5 --mgdm-label mgdm-rto-eta0.5 --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
+  [kde-rto-mixdet]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-set index_rule=mix-det --mgdm-label mgdm-rto-mix-det --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
+  [kde-rto-lsc]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-set last_step_correction=yes --mgdm-label mgdm-rto-lsc --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
+  [kde-rto-g1lsc]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-set last_step_correction=yes --mgdm-set gradient_steps=1 --mgdm-set num_steps=102 --mgdm-label mgdm-rto-g1-lsc --images 8 --seeds 0 --samples-per-cell 32 --batch 8"
+  [main-rto-lsc]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-set last_step_correction=yes --mgdm-label mgdm-rto-lsc --images 16 --seeds 0 --budget 200 --batch 8"
+  [latent-rto-lsc]="--prior fashion-mnist-latent --tasks all --samplers mgdm --mgdm-set last_step_correction=yes --mgdm-label mgdm-rto-lsc --images 8 --seeds 0 --budget 200 --batch 8"
 )
 ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent main-2026-12 latent-2026-12 main-nfe1000
   kde-exact-2026-12 kde-exact-nfe1000 main-cc main-rto kde-rto latent-rto kde-rto-nfe1000 kde-variational-rto-nfe1000
-  kde-rto-nfe500 kde-rto-nfe2000 main-rto-nfe1000)
+  kde-rto-nfe500 kde-rto-nfe2000 main-rto-nfe1000 fast-variational fast-2026-12-05 kde-rto-eta05
+  kde-rto-mixdet kde-rto-lsc kde-rto-g1lsc main-rto-lsc latent-rto-lsc)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then

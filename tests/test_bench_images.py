@@ -28,9 +28,11 @@ from mgdm.bench.images_db import (
 )
 from mgdm.bench.store import decode_array, rank_path
 from mgdm.cli import main
+from mgdm.commands.mgdm_options import parse_assignments
 from mgdm.metrics.fashion_classifier import FashionClassifier
 from mgdm.metrics.lpips import LPIPS
 from mgdm.priors import KernelDensityPrior
+from mgdm.samplers.step_schedule import StepSchedule
 from mgdm.tasks.registry import make_task
 
 torch.set_num_threads(1)
@@ -167,6 +169,36 @@ def test_mgdm_sweeps_add_labelled_variants():
     assert sampler_variants("mgdm", "variational")[0].label == "mgdm-variational"
     with pytest.raises(ValueError, match="the MGDM label must be a non-empty name"):
         sampler_variants("mgdm", mgdm_label=" ")
+    overridden = sampler_variants(
+        "mgdm", mgdm_fit="rto", mgdm_label="corrected", mgdm_overrides={"eta": 0.5}
+    )
+    assert [(v.label, v.overrides) for v in overridden] == [
+        ("corrected-rto", {"fit": "rto", "eta": 0.5})
+    ]
+
+
+def test_mgdm_set_reads_each_field_as_its_type():
+    """``--mgdm-set FIELD=VALUE``: flags, integers, floats, schedules and names, as the
+    configuration's fields; the built configuration holds them."""
+    overrides = parse_assignments(
+        [
+            "last_step_correction=yes",
+            "num-steps=55",
+            "eta=0.5",
+            "gradient_steps=2,-5:=10",
+            "index_rule=mix-det",
+        ]
+    )
+    assert overrides == {
+        "last_step_correction": True,
+        "num_steps": 55,
+        "eta": 0.5,
+        "gradient_steps": StepSchedule.parse("2,-5:=10"),
+        "index_rule": "mix-det",
+    }
+    built = SamplerVariant("x", "mgdm", "default", overrides).build("sr4").config
+    assert (built.num_steps, built.eta, built.index_rule) == (55, 0.5, "mix-det")
+    assert built.last_step_correction and built.gradient_steps(54 - 3, 55) == 10
 
 
 # ----------------------------------------------------------------------------- command line
@@ -260,6 +292,9 @@ def test_report_tables_and_figures(reference_db, tmp_path, capsys):
         (["--images", "0"], "the number of images must be an integer >= 1; got 0"),
         (["--db", "/proc/no/such/bench.sqlite"], "cannot use /proc/no/such/bench.sqlite"),
         (["--prior", "no-such-prior"], "unknown prior 'no-such-prior'"),
+        (["--mgdm-set", "eta=2"], "MGDM eta = 2.0 is out of range; accepted: 0 <= eta <= 1"),
+        (["--mgdm-set", "speed=2"], "--mgdm-set takes FIELD=VALUE with FIELD one of"),
+        (["--mgdm-set", "last_step_correction=1"], "last_step_correction: '1' is not yes or no"),
     ],
 )
 def test_bad_input_is_one_line_with_status_2(change, message, tmp_path, capsys):

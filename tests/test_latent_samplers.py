@@ -70,7 +70,7 @@ def problem(prior, image_problem) -> Problem:
 RESAMPLE = ReSampleConfig(num_steps=12, consistency_every=2, max_iterations=5)
 
 SAMPLERS = {
-    "mgdm": (MGDM(preset("fast", num_steps=5)), (3, 20)),  # 1 + 2 Tweedie; 2 x G = 10 VJPs
+    "mgdm": (MGDM(preset("fast", num_steps=5)), (3, 4)),  # 1 + 2 Tweedie; 2 x G = 2 VJPs
     "dps": (DPS(DPSConfig(num_steps=5)), (1, 3)),
     "daps": (DAPS(DAPSConfig(annealing_steps=2, ode_steps=2, langevin_steps=3)), (4, 0)),
     "psld": (PSLD(PSLDConfig(num_steps=5)), (1, 3)),

@@ -31,7 +31,7 @@ def _linear_case(singular_values: torch.Tensor, dim: int = 12, seed: int = 0):
     std = torch.tensor([0.5, 1.0, 2.0, 0.3], dtype=torch.float64)
 
     def residual(z, ell, eps):
-        return (y - z @ operator.T) / SIGMA + eps
+        return (y - z @ operator.T) / SIGMA + eps, z
 
     return operator, y, mean, std, residual
 
@@ -56,7 +56,7 @@ def _exact_rto_minimisers(operator, y, mean, std, seeds):
 def _relative_errors(steps, singular_values):
     operator, y, mean, std, residual = _linear_case(singular_values)
     seeds = [1, 2, 3, 4]
-    drawn = rto_draw(
+    drawn, _ = rto_draw(
         residual, (y.numel(),), mean, std, torch.zeros(4), steps, SampleNoise(seeds, device="cpu")
     )
     z_0, exact = _exact_rto_minimisers(operator, y, mean, std, seeds)
@@ -80,6 +80,34 @@ def test_steps_converge_to_the_draw_when_the_operator_is_ill_conditioned():
     assert float(_relative_errors(0, spread).min()) == 1.0  # no step: the bridge prior's draw
 
 
+def test_the_last_step_correction_is_the_exact_line_search():
+    """One step with ``denoise`` (the forward call made for ``x_0`` anyway evaluates the trial
+    point): the draw is the exact minimiser of the randomised objective along the steepest
+    descent from ``z_0``, ``z_0 - (g.g / g^T H g) g`` with ``H = I / s^2 + A^T A / sigma_y^2``
+    (the Cauchy-Schwarz trial step overshoots it, so the correction is an interpolation), and the
+    interpolated denoised output is the draw (an identity "denoiser")."""
+    operator, y, mean, std, residual = _linear_case(
+        torch.linspace(0.2, 3.0, 5, dtype=torch.float64)
+    )
+    seeds = [1, 2, 3, 4]
+    trial, _ = rto_draw(residual, (y.numel(),), mean, std, torch.zeros(4), 1, SampleNoise(seeds))
+    drawn, denoised = rto_draw(
+        residual, (y.numel(),), mean, std, torch.zeros(4), 1, SampleNoise(seeds), denoise=True
+    )
+    z_0, _ = _exact_rto_minimisers(operator, y, mean, std, seeds)
+    streams = SampleNoise(seeds)
+    streams.randn(12, dtype=torch.float64)  # xi, then eps (the draw's order)
+    eps = streams.randn(y.numel(), dtype=torch.float64)
+    gradient = -((y + SIGMA * eps - z_0 @ operator.T) @ operator) / SIGMA**2  # [4, 12]
+    curvature = (
+        gradient.square().sum(1) / std**2 + (gradient @ operator.T).square().sum(1) / SIGMA**2
+    )
+    exact = z_0 - (gradient.square().sum(1) / curvature)[:, None] * gradient
+    assert torch.allclose(drawn, exact, rtol=0, atol=1e-10)
+    assert torch.allclose(denoised, drawn, rtol=0, atol=1e-12)
+    assert not torch.allclose(trial, exact, rtol=0, atol=1e-3)  # the trial step alone is not
+
+
 def test_draws_have_the_exact_posterior_moments():
     """Two of 20 coordinates observed: the mean and variance of 40,000 one-step draws against
     the closed-form posterior ``N(m + K (y - A m), (I - K A) s^2)`` (the trust radius
@@ -94,9 +122,9 @@ def test_draws_have_the_exact_posterior_moments():
     std = torch.full((count,), s, dtype=torch.float64)
 
     def residual(z, ell, eps):
-        return (y - z @ operator.T) / SIGMA + eps
+        return (y - z @ operator.T) / SIGMA + eps, z
 
-    draws = rto_draw(residual, (2,), mean, std, torch.zeros(count), 1, SampleNoise(range(count)))
+    draws, _ = rto_draw(residual, (2,), mean, std, torch.zeros(count), 1, SampleNoise(range(count)))
     gain = s**2 / (s**2 + SIGMA**2)
     exact_mean = centre.clone()
     exact_mean[:2] = centre[:2] + gain * (y - centre[:2])
@@ -118,6 +146,22 @@ def test_mgdm_with_the_rto_fit_costs_what_the_variational_fit_costs():
     reference = MGDM(variational).sample(case.prior, case.problem, range(6))
     assert result.cost.nfe_forward == reference.cost.nfe_forward == 1 + rto.outer_steps
     assert result.cost.nfe_backward == reference.cost.nfe_backward == rto.expected_vjp()
+    corrected = MGDM(replace(rto, last_step_correction=True))
+    changed = corrected.sample(case.prior, case.problem, range(6))
+    assert (changed.cost.nfe_forward, changed.cost.nfe_backward) == (
+        result.cost.nfe_forward,
+        result.cost.nfe_backward,
+    )
+    assert bool(torch.isfinite(changed.samples).all())
+    assert not torch.equal(changed.samples, result.samples)  # same streams, corrected draws
+
+
+@pytest.mark.parametrize(
+    "change", [{"fit": "variational"}, {"denoising_steps": 3}, {"denoiser_posterior": "exact"}]
+)
+def test_the_last_step_correction_needs_the_one_shot_rto_draw(change):
+    with pytest.raises(ValueError, match="MGDM last_step_correction needs fit='rto'"):
+        replace(preset("default"), last_step_correction=True, **change)
 
 
 def test_the_rto_fit_refuses_other_potentials_and_non_gaussian_noise():

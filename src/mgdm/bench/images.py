@@ -137,6 +137,7 @@ def sampler_variants(
     mgdm_likelihood: str = "plain",
     mgdm_fit: str = "variational",
     mgdm_label: str | None = None,
+    mgdm_overrides: dict[str, Any] | None = None,
 ) -> list[SamplerVariant]:
     """Variants from ``"all"`` (the samplers of ``domain``: ``image`` or ``latent``) / a comma
     list / a list of names, plus one MGDM variant per Gibbs sweep count ``R`` in ``mgdm_sweeps``
@@ -147,7 +148,8 @@ def sampler_variants(
     ``x_ell`` by randomize-then-optimise (:mod:`mgdm.samplers.mgdm_rto`) and its label carries
     ``-rto`` (``mgdm-rto``). ``mgdm_label`` replaces the base of the MGDM labels (``mgdm``, or
     ``mgdm-PRESET`` for another preset than ``default``): a run of the ``variational`` preset
-    labelled ``mgdm`` resumes the databases written while it was the default."""
+    labelled ``mgdm`` resumes the databases written while it was the default. ``mgdm_overrides``
+    (MGDM fields) apply to every MGDM variant, after the options above."""
     check_likelihood(mgdm_likelihood)
     check_practical_fit(mgdm_fit)
     text = samplers if isinstance(samplers, str) else ",".join(samplers)
@@ -162,6 +164,7 @@ def sampler_variants(
         prefix, extra = f"{prefix}-cc", {"likelihood": mgdm_likelihood}
     if mgdm_fit != "variational":
         prefix, extra = f"{prefix}-{mgdm_fit}", {**extra, "fit": mgdm_fit}
+    extra.update(mgdm_overrides or {})
     variants = [
         SamplerVariant(prefix, n, mgdm_preset, dict(extra)) if n == "mgdm" else SamplerVariant(n, n)
         for n in names

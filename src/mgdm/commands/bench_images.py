@@ -8,8 +8,9 @@ import sys
 from mgdm.bench.images import parse_tasks, run_image_benchmark, sampler_variants
 from mgdm.bench.seeds import parse_seeds
 from mgdm.commands.arguments import add_device_option, positive_float, positive_int
+from mgdm.commands.mgdm_options import parse_assignments
 from mgdm.priors.catalog import SHIPPED_PRIORS, prior_domain
-from mgdm.samplers.mgdm import PRACTICAL_FITS, PRESETS
+from mgdm.samplers.mgdm import PRACTICAL_FITS, PRESETS, MGDMConfig
 from mgdm.samplers.registry import sampler_names
 from mgdm.tasks.registry import TASKS
 
@@ -108,6 +109,14 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--mgdm-set",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="override one field of the MGDM configuration in every MGDM variant (repeatable), "
+        "e.g. eta=0.5, index_rule=mix-det, last_step_correction=yes; name the variant with "
+        "--mgdm-label",
+    )
+    parser.add_argument(
         "--mgdm-label",
         help="base of the MGDM labels (default: mgdm, or mgdm-PRESET for another preset than "
         "default; suffixes -cc, -rto, -R{R} follow)",
@@ -144,6 +153,8 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.tasks)
     domain = prior_domain(args.prior)
+    mgdm_overrides = parse_assignments(args.mgdm_set)
+    MGDMConfig.settings(domain, preset=args.mgdm_preset, **mgdm_overrides)  # ranges, up front
     variants = sampler_variants(
         args.samplers,
         args.mgdm_preset,
@@ -152,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         args.mgdm_likelihood,
         args.mgdm_fit,
         args.mgdm_label,
+        mgdm_overrides,
     )
     seeds = parse_seeds(args.seeds)
     classifier = None if args.classifier_weights == "none" else args.classifier_weights

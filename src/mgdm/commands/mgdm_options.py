@@ -17,6 +17,7 @@ number).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from mgdm.commands.arguments import finite_float
 from mgdm.samplers.mgdm import FITS, INDEX_RULES, MGDM_LIKELIHOODS, PRESETS, MGDMConfig
@@ -88,6 +89,12 @@ def add_mgdm_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--fit-particles", type=int, help="N, proposals per chain of the exact x_ell draw"
     )
+    group.add_argument(
+        "--last-step-correction",
+        choices=["yes", "no"],
+        help="with --fit rto and M = 1: the forward call of x_0 = D_ell(x_ell) also corrects "
+        "the draw's last line step (no extra call)",
+    )
 
 
 def mgdm_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -104,6 +111,48 @@ def mgdm_overrides(args: argparse.Namespace) -> dict[str, object]:
         overrides["learning_rate"] = StepSchedule.parse(args.lr)
     if getattr(args, "per_sample_index", None) is not None:
         overrides["per_sample_index"] = args.per_sample_index == "yes"
+    if getattr(args, "last_step_correction", None) is not None:
+        overrides["last_step_correction"] = args.last_step_correction == "yes"
+    return overrides
+
+
+def parse_assignments(texts: list[str] | None) -> dict[str, object]:
+    """MGDM fields from ``FIELD=VALUE`` texts (``--mgdm-set``): ``VALUE`` is read as the field's
+    type in :class:`MGDMConfig` (``yes``/``no`` for a flag, a schedule text for ``G(i)`` and
+    ``lr(i)``); a one-line ``ValueError`` names an unknown field or an unreadable value. The
+    configuration checks the ranges when it is built."""
+    defaults = MGDMConfig()
+    fields = sorted(f.name for f in dataclasses.fields(MGDMConfig) if f.init)
+    overrides: dict[str, object] = {}
+    for text in texts or []:
+        name, equals, value = text.partition("=")
+        name, value = name.strip().replace("-", "_"), value.strip()
+        if not equals or not value or name not in fields:
+            raise ValueError(
+                f"--mgdm-set takes FIELD=VALUE with FIELD one of {', '.join(fields)}; got {text!r}."
+            )
+        current = getattr(defaults, name)
+        try:
+            if isinstance(current, bool):
+                if value not in ("yes", "no"):
+                    raise ValueError
+                overrides[name] = value == "yes"
+            elif isinstance(current, StepSchedule):
+                overrides[name] = StepSchedule.parse(value)
+            elif isinstance(current, int):
+                overrides[name] = int(value)
+            elif isinstance(current, float):
+                overrides[name] = float(value)
+            else:
+                overrides[name] = value
+        except ValueError:
+            if isinstance(current, bool):
+                accepted = "yes or no"
+            elif isinstance(current, StepSchedule):
+                accepted = "a schedule, e.g. '3,-10:=20'"
+            else:
+                accepted = f"a {type(current).__name__}, e.g. {current}"
+            raise ValueError(f"--mgdm-set {name}: {value!r} is not {accepted}.") from None
     return overrides
 
 

@@ -73,6 +73,10 @@ DEFAULT_GRID_POINTS = 172
 """K of the default preset: with two line steps per outer step, ``1 + 3 (K - 3) = 508`` calls
 per sample, the cost of the ``variational`` preset (the default until 2026-12-05)."""
 
+FAST_GRID_POINTS = 55
+"""K of the ``fast`` preset: ``1 + 3 (K - 3) = 157`` calls per sample, the cost of the Adam
+``fast`` preset it replaced on 2026-12-05 (158: K = 50, G = 2, 10 in the last 5)."""
+
 
 @dataclass(frozen=True)
 class MGDMConfig(SamplerConfig):
@@ -115,6 +119,10 @@ class MGDMConfig(SamplerConfig):
             ``fit_particles`` proposals, :mod:`mgdm.samplers.mgdm_exact`; same priors as
             ``likelihood='exact'``).
         fit_particles: N, proposals per chain of the ``exact`` fit.
+        last_step_correction: with ``fit = "rto"``, one-shot denoising (M = 1) and the ``ddim``
+            chain: the forward call ``x_0 = D_ell(x_ell)`` also corrects the ``rto`` draw's last
+            line step (:func:`mgdm.samplers.mgdm_rto.rto_draw` with ``denoise``), and ``x_0`` is
+            interpolated to the corrected point. No extra call.
     """
 
     num_steps: int = 100
@@ -135,6 +143,7 @@ class MGDMConfig(SamplerConfig):
     likelihood: Literal["plain", "covariance-corrected", "exact"] = "plain"
     fit: Literal["variational", "rto", "exact"] = "variational"
     fit_particles: int = 64
+    last_step_correction: bool = False
     clip_denoised: bool = False
 
     domain_presets: ClassVar[Mapping[Domain, str]] = {"audio": "audio"}
@@ -176,6 +185,14 @@ class MGDMConfig(SamplerConfig):
             fail("fit", ", ".join(FITS))
         if not isinstance(self.fit_particles, int) or self.fit_particles < 1:
             fail("fit_particles", "an integer N >= 1")
+        if self.last_step_correction and (
+            self.fit != "rto" or self.denoising_steps != 1 or self.denoiser_posterior != "ddim"
+        ):
+            raise ValueError(
+                "MGDM last_step_correction needs fit='rto', denoising_steps=1 and "
+                f"denoiser_posterior='ddim'; got fit={self.fit!r}, denoising_steps="
+                f"{self.denoising_steps}, denoiser_posterior={self.denoiser_posterior!r}."
+            )
         for i in range(self.num_steps - 3):
             g = self.gradient_steps(i, self.num_steps)
             if g < 0 or g != int(g):
@@ -219,11 +236,7 @@ PRESETS["dense-grid"] = replace(
     num_steps=300,
     gradient_steps=StepSchedule(1.0, (IndexRange(-10, None, 20.0),)),
 )
-PRESETS["fast"] = replace(
-    PRESETS["variational"],
-    num_steps=50,
-    gradient_steps=StepSchedule(2.0, (IndexRange(-5, None, 10.0),)),
-)
+PRESETS["fast"] = replace(PRESETS["default"], num_steps=FAST_GRID_POINTS)
 PRESETS["audio"] = MGDMConfig(
     num_steps=20,
     gibbs_sweeps=2,
@@ -252,9 +265,10 @@ PRESETS["audio"] = MGDMConfig(
 * ``dense-grid``: ``variational`` with K = 300 grid points and one Adam step per outer step (20
   in the last 10): 728 calls per sample; better than ``variational`` at d = 80 and 800 on the
   benchmark, slightly worse at d = 8 (docs/benchmarks.md §1.4).
-* ``fast``: ``variational`` with K = 50 grid points and two Adam steps per outer step (10 in
-  the last 5): 48 forward + 110 forward+backward calls per sample, for quick restorations on a
-  CPU (docs/benchmarks.md §2.3).
+* ``fast``: ``default`` on K = 55 grid points: 53 forward + 104 forward+backward calls per
+  sample, for quick restorations on a CPU; the demo's preset. Until 2026-12-05 it was
+  ``variational`` with K = 50 and G = 2 (10 in the last 5), 158 calls; at equal calls the ``rto``
+  draw has the lower feature distance summed over the ten pixel tasks (docs/benchmarks.md §2.2).
 * ``audio``: the Reference's audio configuration (docs/algorithms/mgdm.md §8.2) with R = 2 Gibbs
   sweeps instead of 6, the ``audio`` domain's preset: K = 20 grid points (17 outer steps), M = 15
   chain points, ``mix`` rule with threshold 13 and ``min_index`` 10, ``G(i) = 20`` for
@@ -462,13 +476,34 @@ class MGDM(Sampler[MGDMConfig]):
         if cfg.fit == "rto":
             residual = whitened_residual(prior, problem)
             output_shape = tuple(problem.operator.output_shape)
-            return rto_draw(residual, output_shape, mean, std, ell, steps, noise)
+            return rto_draw(residual, output_shape, mean, std, ell, steps, noise)[0]
         assert guidance is not None
         uncounted = self.log_potential(prior.prior, problem, guidance, cfg.likelihood)
         plain = cfg.likelihood != "exact"
         return draw_exact_conditional(
             uncounted, guidance, plain, mean, std, ell, cfg.fit_particles, noise
         )
+
+    def draw_and_denoise(
+        self,
+        prior: CountingDenoiser,
+        problem: Problem,
+        mean: Tensor,
+        std: Tensor,
+        ell: Tensor,
+        steps: int,
+        noise: SampleNoise,
+    ) -> tuple[Tensor, Tensor]:
+        """Steps 1 and 2 of the sweep with ``last_step_correction``: the ``rto`` draw of
+        ``x_ell``, then ``x_0 = D_ell(x_ell)`` (one forward call, as the one-shot chain) whose
+        evaluation also corrects the draw's last line step (:func:`rto_draw` with ``denoise``).
+        Same calls and streams as :meth:`draw_x_ell` then :meth:`denoise_chain` with M = 1."""
+        residual = whitened_residual(prior, problem)
+        output_shape = tuple(problem.operator.output_shape)
+        x_ell, x_0 = rto_draw(residual, output_shape, mean, std, ell, steps, noise, denoise=True)
+        assert x_0 is not None
+        noise._counter += 1  # the one-shot chain's advance (denoise_chain)
+        return x_ell, x_0
 
     def denoise_chain(
         self,
@@ -567,23 +602,38 @@ class MGDM(Sampler[MGDMConfig]):
             renoise = bridge_coefficients(schedule, ell, full(t), full(u), 1.0)
             for _ in range(cfg.gibbs_sweeps):
                 prior_mean = to_query.mean(state.x_0, state.x_t)
-                x_ell = self.draw_x_ell(
-                    prior, problem, guidance, prior_mean, to_query.std, ell, grad_steps, lr, noise
-                )
-                x_0 = self.denoise_chain(prior, x_ell, ell, noise, ell_host)
+                if cfg.last_step_correction:
+                    x_ell, x_0 = self.draw_and_denoise(
+                        prior, problem, prior_mean, to_query.std, ell, grad_steps, noise
+                    )
+                else:
+                    x_ell = self.draw_x_ell(
+                        prior,
+                        problem,
+                        guidance,
+                        prior_mean,
+                        to_query.std,
+                        ell,
+                        grad_steps,
+                        lr,
+                        noise,
+                    )
+                    x_0 = self.denoise_chain(prior, x_ell, ell, noise, ell_host)
                 state.x_0 = self.clip(prior, x_0)
                 state.x_t = renoise.sample(x_ell, x_u, noise.randn(*x_u.shape[1:], dtype=x_u.dtype))
         return state.x_0
 
 
 def whitened_residual(prior: Denoiser, problem: Problem) -> WhitenedResidual:
-    """``(z, ell, eps) -> (y - A(D_ell(z))) / sigma_y + eps`` ``[B, m]`` (Gaussian noise)."""
+    """``(z, ell, eps) -> ((y - A(D_ell(z))) / sigma_y + eps, D_ell(z))``: ``[B, m]`` and
+    ``[B, ...]`` (Gaussian noise)."""
     sigma_y = problem.sigma_y
 
     def residual(z: Tensor, ell: Tensor, eps: Tensor) -> Tensor:
-        prediction = problem.operator(prior.denoise(z, ell))
+        denoised = prior.denoise(z, ell)
+        prediction = problem.operator(denoised)
         y = problem.observation_for(z.shape[0], prediction)
-        return ((y - prediction) / sigma_y).reshape(z.shape[0], -1) + eps
+        return ((y - prediction) / sigma_y).reshape(z.shape[0], -1) + eps, denoised
 
     return residual
 

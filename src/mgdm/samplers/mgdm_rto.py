@@ -47,8 +47,10 @@ from torch import Tensor
 from mgdm.diffusion.conversions import per_sample
 from mgdm.random import SampleNoise
 
-WhitenedResidual = Callable[[Tensor, Tensor, Tensor], Tensor]
-"""``(z, ell, eps) -> (y - A(D_ell(z))) / sigma_y + eps`` flattened to ``[B, m]``."""
+WhitenedResidual = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+"""``(z, ell, eps) -> (r, D_ell(z))``: the whitened, perturbed residual
+``r = (y - A(D_ell(z))) / sigma_y + eps`` flattened to ``[B, m]``, and the denoised ``D_ell(z)``
+``[B, ...]`` it was computed from."""
 
 
 def rto_draw(
@@ -59,19 +61,26 @@ def rto_draw(
     ell: Tensor,
     steps: int,
     noise: SampleNoise,
-) -> Tensor:
+    *,
+    denoise: bool = False,
+) -> tuple[Tensor, Tensor | None]:
     """One draw of ``x_ell | x_0, x_t`` by ``steps`` line steps on the randomised objective
-    (module docstring).
+    (module docstring), and with ``denoise`` its denoised ``D_ell(x_ell)``.
 
     Args:
-        residual: the whitened, perturbed residual at ``z`` (one network VJP per step).
+        residual: the whitened, perturbed residual at ``z`` and ``D_ell(z)`` (one network VJP per
+            step).
         observation_shape: the shape of one observation (of ``eps``).
         mean, std: the bridge prior ``N(mean, std^2 I)``: ``mean`` ``[B, ...]``, ``std`` ``[B]``.
         ell: times ``[B]`` at which ``D_ell`` is evaluated.
         steps: G, line steps (0: the bridge prior's draw ``z_0``).
         noise: the samples' streams (``xi``, then ``eps``).
+        denoise: also return the denoised draw, from one forward call at the last trial point;
+            that evaluation corrects the last step too (**last-step correction**, module
+            docstring), and the denoised output at the corrected point is interpolated along
+            the line, as the residual is.
     Returns:
-        ``[B, ...]``, detached.
+        ``x_ell`` ``[B, ...]`` and, with ``denoise``, ``x_0`` ``[B, ...]`` (else ``None``); detached.
     """
     batch = mean.shape[0]
     std = std.to(mean.dtype)
@@ -90,13 +99,12 @@ def rto_draw(
     for _ in range(steps):
         z = z.detach().requires_grad_(True)
         with torch.enable_grad():
-            whitened = residual(z, ell, eps)
+            whitened, denoised = residual(z, ell, eps)
             (grad_misfit,) = torch.autograd.grad(0.5 * whitened.square().sum(), z)
-        point, whitened = z.detach(), whitened.detach()
+        evaluation = _Evaluation(z.detach(), whitened.detach(), grad_misfit, denoised.detach())
         if trial is not None:
-            point, whitened, grad_misfit, ratio = trial.corrected(
-                whitened, grad_misfit, precision, ratio
-            )
+            evaluation, ratio = trial.corrected(evaluation, precision, ratio)
+        point, grad_misfit = evaluation.point, evaluation.grad_misfit
         gradient = grad_misfit + (point - z_0) * per_sample(precision, point)  # grad F
         direction = -gradient
         if trial is not None:  # Polak-Ribière+
@@ -105,7 +113,7 @@ def rto_draw(
             ).clamp_min(tiny)
             direction = direction + per_sample(beta.clamp_min(0.0), point) * trial.direction
         descent = -dot(gradient, direction)
-        misfit = 0.5 * whitened.square().sum(-1)
+        misfit = 0.5 * evaluation.residual.square().sum(-1)
         length_squared = dot(direction, direction)
         curvature = length_squared * precision + dot(direction, grad_misfit).square() / (
             2.0 * misfit.clamp_min(tiny)
@@ -113,43 +121,71 @@ def rto_draw(
         usable = (curvature > 0) & (descent > 0)
         step = torch.where(usable, descent / curvature.clamp_min(tiny), 0.0) * ratio
         step = torch.minimum(step, radius / length_squared.sqrt().clamp_min(tiny))
-        trial = _TrialStep(point, whitened, grad_misfit, gradient, direction, descent, step)
+        trial = _TrialStep(evaluation, gradient, direction, descent, step)
         z = point + per_sample(step, point) * direction
-    return z.detach()
+    z = z.detach()
+    if not denoise:
+        return z, None
+    with torch.no_grad():
+        whitened, denoised = residual(z, ell, eps)
+    if trial is None:
+        return z, denoised
+    evaluation = _Evaluation(z, whitened, torch.zeros_like(z), denoised)
+    corrected, _ = trial.corrected(evaluation, precision, ratio)
+    return corrected.point, corrected.denoised
 
 
 @dataclass
-class _TrialStep:
-    """A trial step ``point + step * direction`` and what was known at its start: the whitened
-    residual ``[B, m]``, the misfit's gradient and ``grad F`` ``[B, ...]``, the descent
-    ``-grad F . direction`` and the step length ``[B]``."""
+class _Evaluation:
+    """What one network call tells at ``point`` ``[B, ...]``: the whitened residual ``[B, m]``,
+    the misfit's gradient and the denoised output ``[B, ...]`` (interpolated along a line after
+    a correction)."""
 
     point: Tensor
     residual: Tensor
     grad_misfit: Tensor
+    denoised: Tensor
+
+
+@dataclass
+class _TrialStep:
+    """A trial step ``start.point + step * direction``: the evaluation at its start, ``grad F``
+    there ``[B, ...]``, the descent ``-grad F . direction`` and the step length ``[B]``."""
+
+    start: _Evaluation
     gradient: Tensor
     direction: Tensor
     descent: Tensor
     step: Tensor
 
     def corrected(
-        self, residual: Tensor, grad_misfit: Tensor, precision: Tensor, ratio: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The line minimiser along ``direction`` from the evaluation at the trial point
-        (``residual``, ``grad_misfit``): its point, interpolated residual and gradient, and the
-        ratio of its step to the trial step (``ratio`` where the trial step was 0)."""
-        batch = residual.shape[0]
-        tiny = torch.finfo(residual.dtype).tiny
+        self, end: _Evaluation, precision: Tensor, ratio: Tensor
+    ) -> tuple[_Evaluation, Tensor]:
+        """The line minimiser along ``direction`` from the evaluation ``end`` at the trial point:
+        its point, with residual, misfit gradient and denoised output interpolated linearly
+        between the two evaluations, and the ratio of its step to the trial step (``ratio``
+        where the trial step was 0)."""
+        batch = end.residual.shape[0]
+        tiny = torch.finfo(end.residual.dtype).tiny
         step = self.step.clamp_min(tiny)
-        along = (residual - self.residual).square().sum(-1) / step.square()  # ||J d||^2
+        along = (end.residual - self.start.residual).square().sum(-1) / step.square()  # ||J d||^2
         curvature = along + self.direction.reshape(batch, -1).square().sum(-1) * precision
         best = torch.where(curvature > 0, self.descent / curvature.clamp_min(tiny), self.step)
         best = torch.minimum(best, self.step)
         ratio = torch.where(self.step > 0, best / step, ratio)
-        weight = per_sample(ratio, grad_misfit)
+        weight = per_sample(ratio, end.point)
+
+        def between(first: Tensor, second: Tensor) -> Tensor:
+            return first + weight * (second - first)
+
+        point = self.start.point + per_sample(best, end.point) * self.direction
+        residual = self.start.residual + ratio[:, None] * (end.residual - self.start.residual)
         return (
-            self.point + per_sample(best, grad_misfit) * self.direction,
-            self.residual + ratio[:, None] * (residual - self.residual),
-            self.grad_misfit + weight * (grad_misfit - self.grad_misfit),
+            _Evaluation(
+                point,
+                residual,
+                between(self.start.grad_misfit, end.grad_misfit),
+                between(self.start.denoised, end.denoised),
+            ),
             ratio,
         )
