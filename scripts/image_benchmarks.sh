@@ -75,13 +75,19 @@ declare -A RUNS=(
   [kde-rto-mixdet]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-set index_rule=mix-det --mgdm-label mgdm-rto-mix-det --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
   [kde-rto-lsc]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-set last_step_correction=yes --mgdm-label mgdm-rto-lsc --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
   [kde-rto-g1lsc]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-set last_step_correction=yes --mgdm-set gradient_steps=1 --mgdm-set num_steps=102 --mgdm-label mgdm-rto-g1-lsc --images 8 --seeds 0 --samples-per-cell 32 --batch 8"
+  [main-rto-eta05]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-set eta=0.5 --mgdm-label mgdm-rto-eta0.5 --images 16 --seeds 0 --budget 200 --batch 8"
+  # MGDM (the default of 2026-12-05) and DPS at 200 calls on 32 images (the first 8 are the cells
+  # of kde-rto and kde-exact-2026-12, copied in before the run): the same comparison with four
+  # times the images.
+  [kde-rto-32]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-fit rto --images 32 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
+  [kde-dps-32]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers dps --images 32 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
   [main-rto-lsc]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-set last_step_correction=yes --mgdm-label mgdm-rto-lsc --images 16 --seeds 0 --budget 200 --batch 8"
   [latent-rto-lsc]="--prior fashion-mnist-latent --tasks all --samplers mgdm --mgdm-set last_step_correction=yes --mgdm-label mgdm-rto-lsc --images 8 --seeds 0 --budget 200 --batch 8"
 )
 ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent main-2026-12 latent-2026-12 main-nfe1000
   kde-exact-2026-12 kde-exact-nfe1000 main-cc main-rto kde-rto latent-rto kde-rto-nfe1000 kde-variational-rto-nfe1000
   kde-rto-nfe500 kde-rto-nfe2000 main-rto-nfe1000 fast-variational fast-2026-12-05 kde-rto-eta05
-  kde-rto-mixdet kde-rto-lsc kde-rto-g1lsc main-rto-lsc latent-rto-lsc)
+  kde-rto-mixdet kde-rto-lsc kde-rto-g1lsc main-rto-lsc latent-rto-lsc main-rto-eta05 kde-rto-32 kde-dps-32)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then
@@ -96,6 +102,13 @@ for name in "${@:-${ORDER[@]}}"; do
   fi
   if [[ "$name" == kde-exact-nfe1000 && ! -f "$OUT/$name.sqlite" ]]; then
     cp "$OUT/kde-nfe1000.sqlite" "$OUT/$name.sqlite"
+  fi
+  if [[ "$name" == kde-rto-32 && ! -f "$OUT/$name.sqlite" ]]; then
+    cp "$OUT/kde-rto.sqlite" "$OUT/$name.sqlite"
+  fi
+  if [[ "$name" == kde-dps-32 && ! -f "$OUT/$name.sqlite" ]]; then
+    cp "$OUT/kde-exact-2026-12.sqlite" "$OUT/$name.sqlite"
+    .venv/bin/python -c "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(\"DELETE FROM cells WHERE sampler != 'dps'\"); c.commit()" "$OUT/$name.sqlite"
   fi
   if [[ "$PROCS" -gt 1 ]]; then
     .venv/bin/torchrun --nproc-per-node "$PROCS" -m mgdm.cli bench images ${RUNS[$name]} --db "$OUT/$name.sqlite"
