@@ -289,10 +289,12 @@ def test_mgdm_options_reach_the_sampler(prior_dir, tmp_path):
     argv = ["restore", str(tmp_path / "in"), "--out-dir", str(tmp_path / "out"), "--task", "sr4"]
     argv += ["--prior", str(prior_dir), "--samples", "1", "--quiet", "--preset", "fast"]
     argv += ["-K", "6", "-G", "2", "--lr", "0.5", "--index-rule", "midpoint"]
+    argv += ["--last-step-correction", "yes"]
     assert main(argv) == 0
     record = json.loads((tmp_path / "out" / "img0" / RESULT_FILE).read_text())
     config = record["settings"]["sampler_config"]
     assert "num_steps=6" in config and "index_rule='midpoint'" in config
+    assert "last_step_correction=True" in config
     assert "StepSchedule(default=2.0, rules=())" in config
     assert "StepSchedule(default=0.5, rules=())" in config
     assert record["cost"]["nfe_backward"] == 2 * 3  # K - 3 outer steps, G = 2
