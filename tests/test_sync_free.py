@@ -17,7 +17,8 @@ samplers/base.py, _langevin.py, daps.py, pnpdm.py, diffpir.py, resample.py, devi
 c29b19a versions, i.e. before the sync-free loops and --precision; identical to the first
 recording at c29b19a except ``gmm/mgdm-reference``, which 989ca85 changed on purpose (MGDM's
 shared mixture-index stream is seeded from a hash of the observation). ``gmm/mgdm-rto`` (the
-default preset since 2026-12-05, the randomize-then-optimise draw) was added at 187ade1.
+default preset since 2026-12-05, the randomize-then-optimise draw) was added on 2026-12-05,
+recorded with the code of that day; the other cases did not change.
 
 Record again (only when a change is *meant* to alter results, and say so in the commit)::
 
@@ -129,7 +130,7 @@ def cases() -> Iterator[tuple[str, Callable[[], tuple[object, object]], object]]
     # recorded as the default preset of the time, today's ``variational``
     yield "gmm/mgdm-default", gmm, MGDM(preset("variational", num_steps=8))
     yield "gmm/mgdm-reference", gmm, MGDM(preset("reference", num_steps=8))
-    yield "gmm/mgdm-rto", gmm, MGDM(preset("default", num_steps=8))  # added at 187ade1
+    yield "gmm/mgdm-rto", gmm, MGDM(preset("default", num_steps=8))  # recorded 2026-12-05
     image_problem = image_case()[1]
     for name in ("pgdm", "ddnm", "diffpir", "reddiff", "pnpdm"):
         sampler = build_sampler(name, "image", problem=image_problem).with_budget(20)
