@@ -81,13 +81,18 @@ declare -A RUNS=(
   # times the images.
   [kde-rto-32]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-fit rto --images 32 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
   [kde-dps-32]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers dps --images 32 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
+  # The default with R = 2 Gibbs sweeps at 1000 calls (K = 169), beside kde-rto-nfe1000 and
+  # main-rto-nfe1000 (R = 1, K = 336), whose cells they start from (copied in before the run).
+  [kde-rto-R2-nfe1000]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-fit rto --mgdm-sweeps 2 --images 8 --seeds 0 --budget 1000 --samples-per-cell 32 --batch 8"
+  [main-rto-R2-nfe1000]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-fit rto --mgdm-sweeps 2 --images 8 --seeds 0 --budget 1000 --batch 8"
   [main-rto-lsc]="--prior fashion-mnist --tasks all --samplers mgdm --mgdm-set last_step_correction=yes --mgdm-label mgdm-rto-lsc --images 16 --seeds 0 --budget 200 --batch 8"
   [latent-rto-lsc]="--prior fashion-mnist-latent --tasks all --samplers mgdm --mgdm-set last_step_correction=yes --mgdm-label mgdm-rto-lsc --images 8 --seeds 0 --budget 200 --batch 8"
 )
 ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent main-2026-12 latent-2026-12 main-nfe1000
   kde-exact-2026-12 kde-exact-nfe1000 main-cc main-rto kde-rto latent-rto kde-rto-nfe1000 kde-variational-rto-nfe1000
   kde-rto-nfe500 kde-rto-nfe2000 main-rto-nfe1000 fast-variational fast-2026-12-05 kde-rto-eta05
-  kde-rto-mixdet kde-rto-lsc kde-rto-g1lsc main-rto-lsc latent-rto-lsc main-rto-eta05 kde-rto-32 kde-dps-32)
+  kde-rto-mixdet kde-rto-lsc kde-rto-g1lsc main-rto-lsc latent-rto-lsc main-rto-eta05 kde-rto-32 kde-dps-32
+  kde-rto-R2-nfe1000 main-rto-R2-nfe1000)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then
@@ -102,6 +107,12 @@ for name in "${@:-${ORDER[@]}}"; do
   fi
   if [[ "$name" == kde-exact-nfe1000 && ! -f "$OUT/$name.sqlite" ]]; then
     cp "$OUT/kde-nfe1000.sqlite" "$OUT/$name.sqlite"
+  fi
+  if [[ "$name" == kde-rto-R2-nfe1000 && ! -f "$OUT/$name.sqlite" ]]; then
+    cp "$OUT/kde-rto-nfe1000.sqlite" "$OUT/$name.sqlite"
+  fi
+  if [[ "$name" == main-rto-R2-nfe1000 && ! -f "$OUT/$name.sqlite" ]]; then
+    cp "$OUT/main-rto-nfe1000.sqlite" "$OUT/$name.sqlite"
   fi
   if [[ "$name" == kde-rto-32 && ! -f "$OUT/$name.sqlite" ]]; then
     cp "$OUT/kde-rto.sqlite" "$OUT/$name.sqlite"
