@@ -629,7 +629,7 @@ def whitened_residual(prior: Denoiser, problem: Problem) -> WhitenedResidual:
     ``[B, ...]`` (Gaussian noise)."""
     sigma_y = problem.sigma_y
 
-    def residual(z: Tensor, ell: Tensor, eps: Tensor) -> Tensor:
+    def residual(z: Tensor, ell: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
         denoised = prior.denoise(z, ell)
         prediction = problem.operator(denoised)
         y = problem.observation_for(z.shape[0], prediction)
