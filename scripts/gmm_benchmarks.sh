@@ -58,11 +58,15 @@ declare -A RUNS=(
   [rto-midpoint-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --index-rule midpoint --mgdm-label rto-midpoint"
   [rto-lsc-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --last-step-correction yes --mgdm-label rto-lsc"
   # The default with R = 2 and R = 4 Gibbs sweeps at 1000 calls (K = 169 and 86), and with R = 1
-  # and R = 4 at 2000 calls (K = 669 and 169).
+  # and R = 4 at 2000 calls (K = 669 and 169); R = 1 and 2 at 200 and 500 calls.
   [rto-R2-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 -R 2 --mgdm-label rto-R2"
   [rto-R4-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 -R 4 --mgdm-label rto-R4"
   [rto-budget2000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 2000 --mgdm-label rto"
   [rto-R4-budget2000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 2000 -R 4 --mgdm-label rto-R4"
+  [rto-budget200]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 200 --mgdm-label rto"
+  [rto-R2-budget200]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 200 -R 2 --mgdm-label rto-R2"
+  [rto-budget500]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 500 --mgdm-label rto"
+  [rto-R2-budget500]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 500 -R 2 --mgdm-label rto-R2"
   [rto-R2-budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --budget 1000 -R 2 --mgdm-label rto-R2"
   [ablation-mix-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes -R 4 --mgdm-label mix-per-sample-R=4 --preset variational"
 )
@@ -73,7 +77,8 @@ STREAM_B=(reference-d8-d80 sweeps-R1 sweeps-R2 sweeps-R4 budget1000-d8-d80 budge
 STREAM_C=(ablation-lr0.3 ablation-lr2 ablation-closed-form ablation-G10 ablation-M20 ablation-mix ablation-R4 ablation-mix-R4 ablation-cc ablation-cc-R4 candidate-K300-G1 candidate-K300-G1-d800 ablation-cc-d800 candidate-cc-R4-budget1000
   budget1000-d800 rto-budget1000 rto-budget1000-d800 default-2026-12-05 variational-rto-budget1000
   rto-eta0.5-budget1000 rto-mix-det-budget1000 rto-mix-budget1000 rto-midpoint-budget1000 rto-lsc-budget1000
-  rto-R2-budget1000 rto-R4-budget1000 rto-R2-budget1000-d800 rto-budget2000 rto-R4-budget2000)
+  rto-R2-budget1000 rto-R4-budget1000 rto-R2-budget1000-d800 rto-budget2000 rto-R4-budget2000
+  rto-budget200 rto-R2-budget200 rto-budget500 rto-R2-budget500)
 ORDER=("${STREAM_A[@]}" "${STREAM_B[@]}" "${STREAM_C[@]}")
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 

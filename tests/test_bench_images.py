@@ -329,3 +329,28 @@ def test_report_paired_with_another_database(reference_db, tmp_path, capsys):
     assert not blur  # skipped in both: no pairs
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
     assert "--paired-with prints a table" in capsys.readouterr().err
+
+
+def test_report_pairs_two_samplers_on_the_same_cells(reference_db, capsys):
+    """``--pair A/B``: sampler A of --db against sampler B of --paired-with (here the same
+    database), per task over their shared cells; A against itself is 0 on every cell."""
+    argv = ["report", "--db", str(reference_db), "--paired-with", str(reference_db)]
+    assert main([*argv, "--pair", "mgdm-R2/mgdm", "--metric", "psnr"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    sr4 = next(line for line in lines if line.startswith("| sr4 |"))
+    assert sr4.startswith("| sr4 | mgdm-R2 vs mgdm | 6 | ")
+    mean_r2, mean_mgdm = (float(v) for v in sr4.split(" | ")[3:5])
+    assert mean_r2 != mean_mgdm
+    assert main([*argv, "--pair", "dps/dps"]) == 0
+    assert all(
+        line.endswith(" | 0 ± 0 |")
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| sr4 |")
+    )
+    assert main(["report", "--db", str(reference_db), "--pair", "dps/mgdm"]) == 2
+    assert "--pair A/B needs --paired-with DB" in capsys.readouterr().err
+    assert main([*argv, "--pair", "nope/mgdm"]) == 2
+    err = capsys.readouterr().err
+    assert "sampler 'nope' is not in the first database; it holds" in err and err.count("\n") == 1
+    assert main([*argv, "--pair", "mgdm"]) == 2
+    assert "--pair takes two sampler labels as A/B" in capsys.readouterr().err

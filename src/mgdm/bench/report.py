@@ -13,7 +13,8 @@
   clean image.
 
 * Paired differences (:func:`paired_table`): two settings of the same cells (e.g. one budget
-  against another), one row per task and sampler present in both: the mean of ``a - b`` over the
+  against another), or two samplers on the same cells, one row per task and sampler (pair)
+  present in both: the mean of ``a - b`` over the
   (image, seed) cells done in both, with its 95 % half-width; a difference whose interval
   excludes 0 is marked. Pairing removes the spread between images that the intervals of the
   quality table carry.
@@ -162,11 +163,25 @@ def quality_table(selection: Selection, metric: str) -> str:
     return "\n".join(lines)
 
 
-def paired_table(first: Selection, second: Selection, metric: str) -> str:
-    """The Markdown table of paired differences ``first - second`` (module docstring);
-    ``ValueError`` when the two share no done cell."""
+def paired_table(
+    first: Selection, second: Selection, metric: str, pair: tuple[str, str] | None = None
+) -> str:
+    """The Markdown table of paired differences ``first - second`` (module docstring): each
+    sampler against the same sampler, or with ``pair = (a, b)`` sampler ``a`` of ``first``
+    against sampler ``b`` of ``second`` (e.g. a variant against the default, in one database or
+    two). ``ValueError`` when a sampler of ``pair`` is missing or the two share no done cell."""
     if metric not in HIGHER_IS_BETTER:
         raise ValueError(f"unknown metric {metric!r}; accepted: {', '.join(HIGHER_IS_BETTER)}.")
+    if pair is None:
+        labels = [(sampler, sampler) for sampler in first.samplers]
+    else:
+        for label, selection, side in ((pair[0], first, "first"), (pair[1], second, "second")):
+            if label not in selection.samplers:
+                raise ValueError(
+                    f"sampler {label!r} is not in the {side} database; it holds "
+                    f"{', '.join(selection.samplers)}."
+                )
+        labels = [pair]
     lines = [
         (
             f"Paired difference of {METRIC_TITLES[metric]}, first - second, mean ± 95 % CI over "
@@ -179,9 +194,9 @@ def paired_table(first: Selection, second: Selection, metric: str) -> str:
     ]
     rows = 0
     for task in first.tasks:
-        for sampler in first.samplers:
+        for sampler, other in labels:
             ours = {(c.image, c.seed): c for c in first.group(task, sampler)}
-            theirs = {(c.image, c.seed): c for c in second.group(task, sampler)}
+            theirs = {(c.image, c.seed): c for c in second.group(task, other)}
             pairs = [
                 (float(getattr(ours[k], metric)), float(getattr(theirs[k], metric)))
                 for k in sorted(ours.keys() & theirs.keys())
@@ -194,8 +209,9 @@ def paired_table(first: Selection, second: Selection, metric: str) -> str:
             rows += 1
             mean, ci = mean_ci([a - b for a, b in pairs])
             mark = " *" if not math.isnan(ci) and abs(mean) > ci else ""
+            name = sampler if sampler == other else f"{sampler} vs {other}"
             lines.append(
-                f"| {task} | {sampler} | {len(pairs)} | {_mean([a for a, _ in pairs]):.4g} | "
+                f"| {task} | {name} | {len(pairs)} | {_mean([a for a, _ in pairs]):.4g} | "
                 f"{_mean([b for _, b in pairs]):.4g} | {_format(mean, ci)}{mark} |"
             )
     if not rows:

@@ -39,6 +39,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "and seeds; DB must hold one setting): e.g. one budget against another",
     )
     parser.add_argument(
+        "--pair",
+        metavar="A/B",
+        help="with --paired-with: sampler A of --db against sampler B of DB (e.g. a variant "
+        "against the default; DB may be --db itself)",
+    )
+    parser.add_argument(
         "--metric",
         default="psnr",
         choices=list(HIGHER_IS_BETTER),
@@ -64,12 +70,20 @@ def run(args: argparse.Namespace) -> int:
         "budget": args.budget,
         "samples_per_cell": args.samples_per_cell,
     }
+    pair = None
+    if args.pair is not None:
+        if args.paired_with is None:
+            raise ValueError("--pair A/B needs --paired-with DB (DB may be --db itself).")
+        first_label, slash, second_label = args.pair.partition("/")
+        if not slash or not first_label.strip() or not second_label.strip():
+            raise ValueError(f"--pair takes two sampler labels as A/B; got {args.pair!r}.")
+        pair = (first_label.strip(), second_label.strip())
     if args.paired_with is not None:
         if args.out is not None:
             raise ValueError("--paired-with prints a table; it writes no --out folder.")
         first = select_setting(read_cells(args.db), **filters)
         second = select_setting(read_cells(args.paired_with))
-        sys.stdout.write(paired_table(first, second, args.metric))
+        sys.stdout.write(paired_table(first, second, args.metric, pair))
         return 0
     text, written = write_report(args.db, args.metric, args.out, args.grid_images, **filters)
     sys.stdout.write(text)
