@@ -25,7 +25,10 @@ with ``G`` steps from ``z_0``, each one network VJP, in place of the Gaussian va
   the exact curvature along ``d`` for a linear ``A ∘ D_ell`` (``||J d||^2 = ||r' - r||^2 / a^2``);
   the trial point moves back to the minimiser along ``d`` (never beyond the trial point) and
   the residual and gradient there are interpolated linearly; the next trial step is scaled by
-  the same ratio (the last step has no evaluation after it);
+  the same ratio. The last step has no evaluation after it, unless the caller asks for the
+  denoised draw (``denoise``): the forward call that computes ``D_ell`` at the last trial point
+  then corrects that step too (**last-step correction**), and ``D_ell`` at the corrected point is
+  interpolated along the line as the residual is (exact for a linear ``D_ell``);
 * **trust region**: a step is at most ``s sqrt(n)`` long (``n`` the entries of ``z``), the
   length of a draw of the bridge prior's noise: beyond it the linearisation of a non-linear
   ``A ∘ D_ell`` (clipping, JPEG) is not trusted. The exact-draw property above holds while the
