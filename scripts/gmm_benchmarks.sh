@@ -11,7 +11,8 @@ mkdir -p "$OUT"
 
 # Runs made while MGDM's default preset was today's `variational` (until 2026-12-05) pin that
 # preset and keep the label they were written with; rto-* and default-2026-12-05 are the
-# default of 2026-12-05.
+# `default` preset of 2026-12-05 and name it, since `mgdm bench gmm` without --preset now runs
+# the gmm domain's own preset (`gmm`: the default with R = 2; the gmm-preset run).
 declare -A RUNS=(
   [defaults-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers all --preset variational --mgdm-label mgdm"
   [reference-d8-d80]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --preset reference"
@@ -46,28 +47,31 @@ declare -A RUNS=(
   # The same draw with the variational preset's G schedule (3 line steps, 20 in the last 10).
   [variational-rto-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --preset variational --fit rto --budget 1000 --mgdm-label variational-rto"
   # The default preset of 2026-12-05 (randomize-then-optimise, K = 172) at its own 508 calls.
-  [default-2026-12-05]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --mgdm-label rto-508"
-  [rto-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto"
-  [rto-budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto"
+  [default-2026-12-05]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --mgdm-label rto-508 --preset default"
+  [rto-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto --preset default"
+  [rto-budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --fit rto --budget 1000 --mgdm-label rto --preset default"
   # Variants of the default's rto draw tried on 2026-12-05 (none kept), rescaled to 1000 calls as
   # rto-budget1000: the initialisation of x_t with eta = 0.5, the index rules mix-det, mix and
   # midpoint (smaller ell in the first 40 % of the steps), and the last-step correction.
-  [rto-eta0.5-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --eta 0.5 --mgdm-label rto-eta0.5"
-  [rto-mix-det-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --index-rule mix-det --mgdm-label rto-mix-det"
-  [rto-mix-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --index-rule mix --mgdm-label rto-mix"
-  [rto-midpoint-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --index-rule midpoint --mgdm-label rto-midpoint"
-  [rto-lsc-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --last-step-correction yes --mgdm-label rto-lsc"
+  [rto-eta0.5-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --eta 0.5 --mgdm-label rto-eta0.5 --preset default"
+  [rto-mix-det-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --index-rule mix-det --mgdm-label rto-mix-det --preset default"
+  [rto-mix-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --index-rule mix --mgdm-label rto-mix --preset default"
+  [rto-midpoint-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --index-rule midpoint --mgdm-label rto-midpoint --preset default"
+  [rto-lsc-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 --last-step-correction yes --mgdm-label rto-lsc --preset default"
   # The default with R = 2 and R = 4 Gibbs sweeps at 1000 calls (K = 169 and 86), and with R = 1
   # and R = 4 at 2000 calls (K = 669 and 169); R = 1 and 2 at 200 and 500 calls.
-  [rto-R2-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 -R 2 --mgdm-label rto-R2"
-  [rto-R4-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 -R 4 --mgdm-label rto-R4"
-  [rto-budget2000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 2000 --mgdm-label rto"
-  [rto-R4-budget2000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 2000 -R 4 --mgdm-label rto-R4"
-  [rto-budget200]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 200 --mgdm-label rto"
-  [rto-R2-budget200]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 200 -R 2 --mgdm-label rto-R2"
-  [rto-budget500]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 500 --mgdm-label rto"
-  [rto-R2-budget500]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 500 -R 2 --mgdm-label rto-R2"
-  [rto-R2-budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --budget 1000 -R 2 --mgdm-label rto-R2"
+  [rto-R2-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 -R 2 --mgdm-label rto-R2 --preset default"
+  [rto-R4-budget1000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 1000 -R 4 --mgdm-label rto-R4 --preset default"
+  [rto-budget2000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 2000 --mgdm-label rto --preset default"
+  [rto-R4-budget2000]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 2000 -R 4 --mgdm-label rto-R4 --preset default"
+  [rto-budget200]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 200 --mgdm-label rto --preset default"
+  [rto-R2-budget200]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 200 -R 2 --mgdm-label rto-R2 --preset default"
+  [rto-budget500]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 500 --mgdm-label rto --preset default"
+  [rto-R2-budget500]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --budget 500 -R 2 --mgdm-label rto-R2 --preset default"
+  [rto-R2-budget1000-d800]="--dim 800 --obs-dim 1 2 4 --seeds 0-1 --samplers mgdm --budget 1000 -R 2 --mgdm-label rto-R2 --preset default"
+  # The gmm domain's preset (since 2026-12-05: the default with R = 2, K = 87) at its own 505
+  # calls; at 1000 calls it is rto-R2-budget1000's configuration (with_budget gives K = 169).
+  [gmm-preset]="--dim 8 80 --obs-dim 1 2 4 --seeds 0-9 --samplers mgdm --preset gmm --mgdm-label gmm-505"
   [ablation-mix-R4]="--dim 8 --obs-dim 1 2 4 --seeds 0-5 --samplers mgdm --index-rule mix --per-sample-index yes -R 4 --mgdm-label mix-per-sample-R=4 --preset variational"
 )
 # Three streams that together cover every run (to use several cores, run
@@ -78,7 +82,7 @@ STREAM_C=(ablation-lr0.3 ablation-lr2 ablation-closed-form ablation-G10 ablation
   budget1000-d800 rto-budget1000 rto-budget1000-d800 default-2026-12-05 variational-rto-budget1000
   rto-eta0.5-budget1000 rto-mix-det-budget1000 rto-mix-budget1000 rto-midpoint-budget1000 rto-lsc-budget1000
   rto-R2-budget1000 rto-R4-budget1000 rto-R2-budget1000-d800 rto-budget2000 rto-R4-budget2000
-  rto-budget200 rto-R2-budget200 rto-budget500 rto-R2-budget500)
+  rto-budget200 rto-R2-budget200 rto-budget500 rto-R2-budget500 gmm-preset)
 ORDER=("${STREAM_A[@]}" "${STREAM_B[@]}" "${STREAM_C[@]}")
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 

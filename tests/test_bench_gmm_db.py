@@ -54,9 +54,26 @@ def test_other_settings_or_configurations_are_refused(tmp_path, refused):
     before = _count(db)
     other_samples = [*RUN, "--seeds", "0", "--samples", "64", "--db", str(db)]
     assert "rerun with --samples 48" in refused(other_samples, tmp_path)
-    other_config = [*RUN, "--seeds", "0", "--samplers", "mgdm", "-R", "2", "--db", str(db)]
+    other_config = [*RUN, "--seeds", "0", "--samplers", "mgdm", "-R", "3", "--db", str(db)]
     assert "another configuration" in refused(other_config, tmp_path)
     (tmp_path / "notes.sqlite").write_text("not a database")
     not_ours = [*RUN, "--seeds", "0", "--db", str(tmp_path / "notes.sqlite")]
     assert "not a readable SQLite database" in refused(not_ours, tmp_path)
     assert _count(db) == before
+
+
+def test_mgdm_runs_the_gmm_domain_preset_unless_another_is_named(tmp_path):
+    """Without --preset `bench gmm` runs the gmm preset (R = 2, K = 87: 169 + 336 calls per
+    sample), labelled mgdm; --preset default runs the image default (K = 172: 170 + 338),
+    labelled mgdm-default."""
+    plain, named = tmp_path / "plain.json", tmp_path / "named.json"
+    base = ["bench", "gmm", "--dim", "4", "--obs-dim", "1", "--samples", "16", "--seeds", "0"]
+    base += ["--directions", "8", "--quiet"]
+    assert main([*base, "--samplers", "mgdm", "--json", str(plain)]) == 0
+    assert main([*base, "--samplers", "mgdm", "--preset", "default", "--json", str(named)]) == 0
+    calls = {
+        row["sampler"]: (row["nfe_forward"], row["nfe_backward"])
+        for path in (plain, named)
+        for row in json.loads(path.read_text())
+    }
+    assert calls == {"mgdm": (169, 336), "mgdm-default": (170, 338)}

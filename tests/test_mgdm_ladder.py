@@ -19,6 +19,7 @@ from mgdm.priors.exact_guidance import exact_guidance
 from mgdm.problem import Problem
 from mgdm.random import SampleNoise
 from mgdm.samplers import MGDM, preset
+from mgdm.samplers.mgdm import PRESETS
 from mgdm.samplers.mgdm_exact import draw_exact_conditional
 
 
@@ -181,6 +182,13 @@ def test_nfe_curve_command_and_table(tmp_path, capsys):
     assert "| 150 |" in text and "| 300 |" in text
     labels = {row["sampler"] for row in json.loads(out.read_text())}
     assert labels == {"mgdm@150", "dps@150", "mgdm@300", "dps@300"}
+    # no --mgdm-preset: the gmm domain's preset (R = 2 sweeps of two line steps per grid point)
+    grid = MGDM(PRESETS["gmm"]).with_budget(150).config.num_steps
+    (mgdm_150,) = [row for row in json.loads(out.read_text()) if row["sampler"] == "mgdm@150"]
+    assert (mgdm_150["nfe_forward"], mgdm_150["nfe_backward"]) == (
+        1 + 2 * (grid - 3),
+        4 * (grid - 3),
+    )
     assert main(["bench", "nfe-curve-table", str(out)]) == 0
     assert capsys.readouterr().out.strip() == text.strip()
     variational = tmp_path / "variational.json"

@@ -20,6 +20,7 @@ def test_presets_are_listed() -> None:
         "default",
         "dense-grid",
         "fast",
+        "gmm",
         "audio",
     )
     assert DPSConfig.presets() == () and MSDMConfig.presets() == ()
@@ -33,9 +34,10 @@ def test_domain_and_task_defaults_are_applied() -> None:
     assert DPSConfig.settings("audio").gamma == 1.0
     assert PnPDMConfig.settings("audio", rho_min=0.5).rho_min == 0.5  # overrides come last
     assert MGDMConfig.settings("audio") == PRESETS["audio"]
-    assert (
-        MGDMConfig.settings("gmm") == MGDMConfig.settings("image", task="sr4") == PRESETS["default"]
-    )
+    assert MGDMConfig.settings("image", task="sr4") == MGDMConfig.settings("latent")
+    assert MGDMConfig.settings("latent") == PRESETS["default"]
+    assert MGDMConfig.settings("gmm") == PRESETS["gmm"]
+    assert MGDMConfig.settings("gmm", preset="default") == PRESETS["default"]
     assert build_sampler("mgdm", "audio", preset="fast").config == PRESETS["fast"]
     assert build_sampler("daps", task="hdr").config.lr == 2e-5
 

@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         if name == "mgdm":
             sampler = sampler_class(name)(mgdm_config)
             preset = preset_name(args)
-            label = args.mgdm_label or ("mgdm" if preset == "default" else f"mgdm-{preset}")
+            label = args.mgdm_label or ("mgdm" if preset is None else f"mgdm-{preset}")
         else:
             sampler = build_sampler(name, "gmm")
         if args.budget is not None:

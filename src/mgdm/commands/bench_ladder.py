@@ -40,7 +40,7 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     parser = bench_sub.add_parser(
         "ladder",
         help="MGDM's error ladder: each approximation replaced by its exact counterpart",
-        description="Run MGDM's default preset on the exact-posterior Gaussian-mixture problems "
+        description="Run MGDM's variational preset (the default until 2026-12-05) on the exact-posterior Gaussian-mixture problems "
         "with each of its approximations (potential, x_ell draw, x_0 draw) replaced by the exact "
         "quantity, alone and together, and with more compute; print the sliced Wasserstein "
         "distance to the exact posterior and the share of the gap to the floor each rung closes.",
@@ -79,10 +79,9 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     curve.add_argument(
         "--mgdm-preset",
         choices=sorted(PRESETS),
-        default="default",
-        help="MGDM's preset; its rows keep the label mgdm@N (default: %(default)s; the curve "
-        "of docs/benchmarks.md §1.7 was measured with variational, the default until "
-        "2026-12-05)",
+        help="MGDM's preset; its rows keep the label mgdm@N (default: the gmm domain's, gmm; "
+        "docs/benchmarks.md §1.7's curves name theirs: variational, the default until "
+        "2026-12-05, and default)",
     )
     curve.set_defaults(func=run_curve)
     _add_table_command(bench_sub, "nfe-curve", "compute-curve", print_curve_table)

@@ -24,8 +24,8 @@ from mgdm.samplers.mgdm import FITS, INDEX_RULES, MGDM_LIKELIHOODS, PRESETS, MGD
 from mgdm.samplers.settings import Domain
 from mgdm.samplers.step_schedule import StepSchedule
 
-DEFAULT_PRESET = "default"
-"""The preset ``--preset`` names when left out (the ``default`` of every domain but audio)."""
+DOMAIN_PRESETS_HELP = "the domain's: gmm for the Gaussian mixtures, default for images and latents"
+"""What ``--preset`` left out means (:attr:`MGDMConfig.domain_presets`)."""
 
 _FIELDS: dict[str, str] = {
     "gibbs_sweeps": "gibbs_sweeps",
@@ -51,7 +51,7 @@ def add_mgdm_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help=f"MGDM preset: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})",
+        help=f"MGDM preset: {', '.join(PRESETS)} (default: {DOMAIN_PRESETS_HELP})",
     )
     group.add_argument("--gibbs-sweeps", "-R", type=int, help="R, Gibbs sweeps per outer step")
     group.add_argument("--num-steps", "-K", type=int, help="K, points of the timestep grid (>= 4)")
@@ -156,9 +156,9 @@ def parse_assignments(texts: list[str] | None) -> dict[str, object]:
     return overrides
 
 
-def preset_name(args: argparse.Namespace) -> str:
-    """The preset ``--preset`` names, :data:`DEFAULT_PRESET` when left out."""
-    return getattr(args, "preset", None) or DEFAULT_PRESET
+def preset_name(args: argparse.Namespace) -> str | None:
+    """The preset ``--preset`` names; ``None`` when left out (the domain's preset)."""
+    return getattr(args, "preset", None)
 
 
 def mgdm_config_from_args(

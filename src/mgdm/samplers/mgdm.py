@@ -77,6 +77,10 @@ FAST_GRID_POINTS = 55
 """K of the ``fast`` preset: ``1 + 3 (K - 3) = 157`` calls per sample, the cost of the Adam
 ``fast`` preset it replaced on 2026-12-05 (158: K = 50, G = 2, 10 in the last 5)."""
 
+GMM_GRID_POINTS = 87
+"""K of the ``gmm`` preset: with R = 2 sweeps of two line steps, ``1 + 6 (K - 3) = 505`` calls per
+sample, the K that :meth:`MGDM.with_budget` picks for the default's 508."""
+
 
 @dataclass(frozen=True)
 class MGDMConfig(SamplerConfig):
@@ -146,7 +150,7 @@ class MGDMConfig(SamplerConfig):
     last_step_correction: bool = False
     clip_denoised: bool = False
 
-    domain_presets: ClassVar[Mapping[Domain, str]] = {"audio": "audio"}
+    domain_presets: ClassVar[Mapping[Domain, str]] = {"audio": "audio", "gmm": "gmm"}
     """The audio domain starts from the ``audio`` preset; every other from ``default``."""
 
     def __post_init__(self) -> None:
@@ -211,7 +215,7 @@ class MGDMConfig(SamplerConfig):
 
     @classmethod
     def named_presets(cls) -> Mapping[str, MGDMConfig]:
-        """:data:`PRESETS`: reference, variational, default, dense-grid, fast and audio."""
+        """:data:`PRESETS`: reference, variational, default, dense-grid, fast, gmm and audio."""
         return PRESETS
 
 
@@ -237,6 +241,7 @@ PRESETS["dense-grid"] = replace(
     gradient_steps=StepSchedule(1.0, (IndexRange(-10, None, 20.0),)),
 )
 PRESETS["fast"] = replace(PRESETS["default"], num_steps=FAST_GRID_POINTS)
+PRESETS["gmm"] = replace(PRESETS["default"], gibbs_sweeps=2, num_steps=GMM_GRID_POINTS)
 PRESETS["audio"] = MGDMConfig(
     num_steps=20,
     gibbs_sweeps=2,
@@ -269,6 +274,12 @@ PRESETS["audio"] = MGDMConfig(
   sample, for quick restorations on a CPU; the demo's preset. Until 2026-12-05 it was
   ``variational`` with K = 50 and G = 2 (10 in the last 5), 158 calls; at equal calls the ``rto``
   draw has the lower feature distance summed over the ten pixel tasks (docs/benchmarks.md §2.2).
+* ``gmm``: the ``gmm`` domain's preset (``mgdm bench gmm`` and every sampler built for that domain
+  without a preset): ``default`` with R = 2 Gibbs sweeps on K = 87 grid points, 169 forward + 336
+  VJP = 505 calls per sample (the default's 508 rescaled). On the Gaussian-mixture benchmark R = 2 was closer to the exact
+  posterior than R = 1 at an equal 200, 500 and 1000 calls (paired SW ratios 0.99, 0.96, 0.95 over
+  the six columns of d = 8 and 80; docs/benchmarks.md §1.9); on the image priors it was not
+  (super-resolution x4 worse at 1000 calls), so ``default`` keeps R = 1 there.
 * ``audio``: the Reference's audio configuration (docs/algorithms/mgdm.md §8.2) with R = 2 Gibbs
   sweeps instead of 6, the ``audio`` domain's preset: K = 20 grid points (17 outer steps), M = 15
   chain points, ``mix`` rule with threshold 13 and ``min_index`` 10, ``G(i) = 20`` for
