@@ -24,7 +24,9 @@ from mgdm.samplers.mgdm import FITS, INDEX_RULES, MGDM_LIKELIHOODS, PRESETS, MGD
 from mgdm.samplers.settings import Domain
 from mgdm.samplers.step_schedule import StepSchedule
 
-DOMAIN_PRESETS_HELP = "the domain's: gmm for the Gaussian mixtures, default for images and latents"
+DOMAIN_PRESETS_HELP = (
+    "the domain's: default for images and latents, gmm for the Gaussian mixtures, audio for audio"
+)
 """What ``--preset`` left out means (:attr:`MGDMConfig.domain_presets`)."""
 
 _FIELDS: dict[str, str] = {
