@@ -79,6 +79,9 @@ declare -A RUNS=(
   # MGDM (the default of 2026-12-05) and DPS at 200 calls on 32 images (the first 8 are the cells
   # of kde-rto and kde-exact-2026-12, copied in before the run): the same comparison with four
   # times the images.
+  # The ladder's "exact potential" rung (docs/benchmarks.md §1.6) on the kernel-density posterior:
+  # the variational preset with the true g_ell (an oracle), at 200 and 1000 calls.
+  [kde-oracle-potential]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-preset variational --mgdm-set likelihood=exact --mgdm-label mgdm-exact-potential --images 8 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
   [kde-rto-32]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers mgdm --mgdm-fit rto --images 32 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
   [kde-dps-32]="--prior fashion-mnist-kde --tasks sr4,sr16,box_inpainting,half_mask --samplers dps --images 32 --seeds 0 --budget 200 --samples-per-cell 32 --batch 8"
   # The default with R = 2 Gibbs sweeps at 1000 calls (K = 169), beside kde-rto-nfe1000 and
@@ -92,7 +95,7 @@ ORDER=(kde-exact kde-nfe200 kde-nfe500 kde-nfe1000 kde-nfe2000 main curve latent
   kde-exact-2026-12 kde-exact-nfe1000 main-cc main-rto kde-rto latent-rto kde-rto-nfe1000 kde-variational-rto-nfe1000
   kde-rto-nfe500 kde-rto-nfe2000 main-rto-nfe1000 fast-variational fast-2026-12-05 kde-rto-eta05
   kde-rto-mixdet kde-rto-lsc kde-rto-g1lsc main-rto-lsc latent-rto-lsc main-rto-eta05 kde-rto-32 kde-dps-32
-  kde-rto-R2-nfe1000 main-rto-R2-nfe1000)
+  kde-rto-R2-nfe1000 main-rto-R2-nfe1000 kde-oracle-potential)
 
 for name in "${@:-${ORDER[@]}}"; do
   if [[ -z "${RUNS[$name]+x}" ]]; then

@@ -40,10 +40,11 @@ def add_bench_commands(bench_sub: argparse._SubParsersAction) -> None:
     parser = bench_sub.add_parser(
         "ladder",
         help="MGDM's error ladder: each approximation replaced by its exact counterpart",
-        description="Run MGDM's variational preset (the default until 2026-12-05) on the exact-posterior Gaussian-mixture problems "
-        "with each of its approximations (potential, x_ell draw, x_0 draw) replaced by the exact "
-        "quantity, alone and together, and with more compute; print the sliced Wasserstein "
-        "distance to the exact posterior and the share of the gap to the floor each rung closes.",
+        description="Run MGDM's variational preset (the default until 2026-12-05) on the "
+        "exact-posterior Gaussian-mixture problems with each of its approximations (potential, "
+        "x_ell draw, x_0 draw) replaced by the exact quantity, alone and together, and with more "
+        "compute; print the sliced Wasserstein distance to the exact posterior and the share of "
+        "the gap to the floor each rung closes.",
     )
     add_problem_options(parser, dims=[8, 80], seeds="0-4", samples=500)
     parser.add_argument(

@@ -151,7 +151,8 @@ class MGDMConfig(SamplerConfig):
     clip_denoised: bool = False
 
     domain_presets: ClassVar[Mapping[Domain, str]] = {"audio": "audio", "gmm": "gmm"}
-    """The audio domain starts from the ``audio`` preset; every other from ``default``."""
+    """The preset a domain starts from: ``audio`` for audio, ``gmm`` for the Gaussian mixtures,
+    ``default`` for images and latents."""
 
     def __post_init__(self) -> None:
         def fail(name: str, accepted: str) -> None:
@@ -274,12 +275,13 @@ PRESETS["audio"] = MGDMConfig(
   sample, for quick restorations on a CPU; the demo's preset. Until 2026-12-05 it was
   ``variational`` with K = 50 and G = 2 (10 in the last 5), 158 calls; at equal calls the ``rto``
   draw has the lower feature distance summed over the ten pixel tasks (docs/benchmarks.md §2.2).
-* ``gmm``: the ``gmm`` domain's preset (``mgdm bench gmm`` and every sampler built for that domain
-  without a preset): ``default`` with R = 2 Gibbs sweeps on K = 87 grid points, 169 forward + 336
-  VJP = 505 calls per sample (the default's 508 rescaled). On the Gaussian-mixture benchmark R = 2 was closer to the exact
-  posterior than R = 1 at an equal 200, 500 and 1000 calls (paired SW ratios 0.99, 0.96, 0.95 over
-  the six columns of d = 8 and 80; docs/benchmarks.md §1.9); on the image priors it was not
-  (super-resolution x4 worse at 1000 calls), so ``default`` keeps R = 1 there.
+* ``gmm``: the ``gmm`` domain's preset (``mgdm bench gmm`` and every sampler built for that
+  domain without a preset): ``default`` with R = 2 Gibbs sweeps on K = 87 grid points, 169
+  forward + 336 VJP = 505 calls per sample (the default's 508 rescaled). On the Gaussian-mixture
+  benchmark R = 2 was closer to the exact posterior than R = 1 at an equal 200, 500 and 1000
+  calls (paired SW ratios 0.99, 0.96, 0.98 averaged over the six columns of d = 8 and 80;
+  docs/benchmarks.md §1.9); on the image priors it was not (super-resolution x4 worse at 1000
+  calls), so ``default`` keeps R = 1 there.
 * ``audio``: the Reference's audio configuration (docs/algorithms/mgdm.md §8.2) with R = 2 Gibbs
   sweeps instead of 6, the ``audio`` domain's preset: K = 20 grid points (17 outer steps), M = 15
   chain points, ``mix`` rule with threshold 13 and ``min_index`` 10, ``G(i) = 20`` for
