@@ -73,19 +73,7 @@ class KernelWatch(KernelDensityPrior):
 
 def final_kernels(posterior: KernelDensityPosterior, samples: Tensor) -> Tensor:
     """The posterior component of highest responsibility for each sample ``[B, ...]``: ``[B]``."""
-    z = posterior._vt(samples.reshape(samples.shape[0], -1).double())
-    variances = posterior.spectral_variances
-    means = (
-        torch.cat([posterior._vt(chunk) for chunk in posterior.prior.mixture.means.split(1024)])
-        * posterior._scale
-        + posterior._shift
-    )  # [N, d] spectral component means
-    squared = (
-        (z**2 / variances).sum(1, keepdim=True)
-        - 2 * (z / variances) @ means.T
-        + (means**2 / variances).sum(1)[None]
-    )
-    return (posterior.log_weights[None] - 0.5 * squared).argmax(1)
+    return posterior.log_responsibilities(samples).argmax(1)
 
 
 def samplers(task: str, budget: int) -> list[tuple[str, Sampler]]:

@@ -109,6 +109,17 @@ def test_posterior_matches_dense_formulas(prior, make_operator):
     )
     exact_mean = weights @ means
     assert torch.allclose(posterior.mean().reshape(-1), exact_mean, atol=1e-10)
+    # responsibilities: log w_n + log N(x; m_n, C) up to a constant per sample
+    points = torch.stack([means[3] + 0.01, means[0], exact_mean]).reshape(3, *SHAPE)
+    dense = torch.log(weights)[None] + torch.stack(
+        [
+            torch.distributions.MultivariateNormal(m, c).log_prob(points.reshape(3, -1))
+            for m in means
+        ],
+        dim=1,
+    )
+    log_r = posterior.log_responsibilities(points)
+    assert torch.allclose(log_r - log_r[:, :1], dense - dense[:, :1], atol=1e-8)
     # the generic Gaussian-mixture posterior agrees
     generic = GaussianMixture(centres, torch.ones(5), SIGMA**2, prior.schedule).posterior(
         a, y_flat, SIGMA_Y

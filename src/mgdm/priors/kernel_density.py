@@ -263,6 +263,24 @@ class KernelDensityPosterior:
         flat = self._vt(self.prior.mixture.means[index]) * self._scale + self._shift
         return self.prior._image(self._v(flat))
 
+    def log_responsibilities(self, x: Tensor) -> Tensor:
+        """``log w~_n + log N(x; m_n, C)`` up to a constant per sample, for ``x`` ``[B,
+        *sample_shape]``: ``[B, N]`` float64, whose argmax over ``n`` is the posterior kernel a
+        sample belongs to. Computed in the ``V`` coordinates, where ``C`` is diagonal."""
+        z = self._vt(x.reshape(x.shape[0], -1).to(torch.float64))  # [B, d]
+        means = (
+            torch.cat([self._vt(chunk) for chunk in self.prior.mixture.means.split(_CHUNK)])
+            * self._scale
+            + self._shift
+        )  # [N, d]
+        precision = 1.0 / self.spectral_variances
+        squared = (
+            (z**2 * precision).sum(1, keepdim=True)
+            - 2 * (z * precision) @ means.T
+            + (means**2 * precision).sum(1)[None]
+        )
+        return self.log_weights[None] - 0.5 * squared
+
     def mean(self) -> Tensor:
         """The posterior mean ``sum_n w~_n m_n``, ``[*sample_shape]`` float64."""
         average = self.weights[None] @ self.prior.mixture.means  # [1, d]
