@@ -14,6 +14,9 @@ assigned to the posterior component of highest responsibility (``final``), and a
 network call at time ``t`` is watched: the share of the batch whose *prior* responsibilities
 ``r_n(x_t) ∝ exp(-||x_t - sqrt(abar_t) x_n||^2 / (2 (abar_t s^2 + 1 - abar_t)))`` peak at ``n*``,
 averaged over the calls in each time band (for MGDM these include the trial points of its draw).
+The last column is the samples' squared Mahalanobis distance to their kernel's posterior mean per
+dimension, ``(x - m_n)^T C^{-1} (x - m_n) / d``: 1 on average for exact draws (the first row, a
+check of the assignment), below 1 when the samples are too concentrated inside their kernel.
 
 Samplers: MGDM's ``default`` preset and DPS rescaled to ``--budget`` calls per sample, MGDM's
 default at 1000 calls, and the ladder's oracle rung "exact potential" (the Gaussian fit with the
@@ -37,11 +40,14 @@ from mgdm.operators.noise import GaussianNoise
 from mgdm.priors.catalog import load_prior
 from mgdm.priors.kernel_density import KernelDensityPosterior, KernelDensityPrior
 from mgdm.problem import Problem
+from mgdm.random import SampleNoise
 from mgdm.samplers.base import Sampler
 from mgdm.samplers.mgdm import MGDM
 from mgdm.tasks.registry import make_task
 
 SIGMA_Y = 0.05
+EXACT_SEED = 1_000_000
+"""First seed of the exact posterior draws of the ``exact posterior`` row."""
 BANDS = ((700, 1001), (500, 700), (300, 500), (100, 300), (0, 100))
 """Time bands ``[lo, hi)`` of the table's columns, earliest (noisiest) first."""
 
@@ -71,9 +77,15 @@ class KernelWatch(KernelDensityPrior):
         return super().denoise(x_t, t)
 
 
-def final_kernels(posterior: KernelDensityPosterior, samples: Tensor) -> Tensor:
-    """The posterior component of highest responsibility for each sample ``[B, ...]``: ``[B]``."""
-    return posterior.log_responsibilities(samples).argmax(1)
+def kernel_fit(posterior: KernelDensityPosterior, samples: Tensor) -> tuple[Tensor, Tensor]:
+    """For samples ``[B, ...]``: the posterior component of highest responsibility, ``[B]``, and
+    the squared Mahalanobis distance to that component's mean per dimension,
+    ``(x - m_n)^T C^{-1} (x - m_n) / d``, ``[B]`` (1 on average for exact draws; below 1: the
+    samples are too concentrated inside their kernel)."""
+    log_r = posterior.log_responsibilities(samples)  # log w_n - squared / 2 (+ const)
+    kernels = log_r.argmax(1)
+    squared = 2 * (posterior.log_weights[kernels] - log_r.gather(1, kernels[:, None])[:, 0])
+    return kernels, squared / samples[0].numel()
 
 
 def samplers(task: str, budget: int) -> list[tuple[str, Sampler]]:
@@ -97,8 +109,10 @@ def task_table(task_name: str, images: int, samples: int, budget: int) -> str:
     pixels = load_fashion_mnist("test", limit=images).images
     task = make_task(task_name, tuple(pixels.shape[1:]), seed=0)
     compared = samplers(task_name, budget)
-    bands = {label: [[] for _ in BANDS] for label, _ in compared}
-    final = {label: [] for label, _ in compared}
+    labels = ["exact posterior", *(label for label, _ in compared)]
+    bands = {label: [[] for _ in BANDS] for label in labels}
+    final = {label: [] for label in labels}
+    spread = {label: [] for label in labels}
     top_weights = []
     for index in range(images):
         y = observe(task, pixels[index : index + 1].float(), [index], 0, SIGMA_Y)
@@ -108,15 +122,19 @@ def task_table(task_name: str, images: int, samples: int, budget: int) -> str:
         problem = Problem(
             task.operator, y.expand(samples, *y.shape[1:]).contiguous(), GaussianNoise(SIGMA_Y)
         )
+        exact = posterior.sample(SampleNoise(range(EXACT_SEED, EXACT_SEED + samples)))
+        draws = [("exact posterior", exact)]
         for label, sampler in compared:
             watch.calls.clear()
-            drawn = sampler.sample(watch, problem, list(range(samples))).samples
-            kernels = final_kernels(posterior, drawn)
-            final[label].append(float((kernels == watch.target).double().mean()))
+            draws.append((label, sampler.sample(watch, problem, list(range(samples))).samples))
             for column, (low, high) in enumerate(BANDS):
                 shares = [share for time, share in watch.calls if low <= time < high]
                 if shares:
                     bands[label][column].append(sum(shares) / len(shares))
+        for label, drawn in draws:
+            kernels, distance = kernel_fit(posterior, drawn)
+            final[label].append(float((kernels == watch.target).double().mean()))
+            spread[label].append(float(distance.mean()))
         print(f"{task_name}: image {index + 1}/{images}", flush=True)
     head = " | ".join(f"t in [{low}, {min(high, 1000)})" for low, high in BANDS)
     caption = (
@@ -127,14 +145,16 @@ def task_table(task_name: str, images: int, samples: int, budget: int) -> str:
     lines = [
         caption,
         "",
-        f"| sampler | {head} | final: in n* |",
-        "|:---|" + "---:|" * (len(BANDS) + 1),
+        f"| sampler | {head} | final: in n* | within-kernel spread |",
+        "|:---|" + "---:|" * (len(BANDS) + 2),
     ]
-    for label, _ in compared:
-        cells = [f"{sum(values) / len(values):.2f}" if values else "-" for values in bands[label]]
-        lines.append(
-            f"| {label} | {' | '.join(cells)} | **{sum(final[label]) / len(final[label]):.2f}** |"
-        )
+
+    def mean(values: list[float]) -> str:
+        return f"{sum(values) / len(values):.2f}" if values else "-"
+
+    for label in labels:
+        cells = " | ".join(mean(values) for values in bands[label])
+        lines.append(f"| {label} | {cells} | **{mean(final[label])}** | {mean(spread[label])} |")
     return "\n".join(lines)
 
 
