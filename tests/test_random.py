@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mgdm.random import SampleNoise, derive_seed
@@ -42,3 +43,13 @@ def test_derive_seed_is_deterministic_and_spread():
     assert derive_seed(1, 2, 3) == derive_seed(1, 2, 3)
     assert derive_seed(1, 2, 3) != derive_seed(1, 2, 4)
     assert 0 <= derive_seed(5) < 2**63
+
+
+def test_skip_advances_the_streams_as_draws_would():
+    drawn, skipped = SampleNoise([3, 5]), SampleNoise([3, 5])
+    drawn.randn(2)
+    drawn.rand(4)
+    skipped.skip(2)
+    assert torch.equal(drawn.randn(6), skipped.randn(6))
+    with pytest.raises(ValueError, match="draws >= 0"):
+        skipped.skip(-1)

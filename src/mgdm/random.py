@@ -91,6 +91,14 @@ class SampleNoise:
         child._counter = self._counter
         return child
 
+    def skip(self, draws: int) -> None:
+        """Advance every stream by ``draws`` counter values without drawing: the streams then
+        stand where ``draws`` calls of :meth:`randn` would have left them (so that a code path
+        that draws less keeps the later draws where another path puts them)."""
+        if draws < 0:
+            raise ValueError(f"SampleNoise.skip takes draws >= 0; got {draws}.")
+        self._counter += draws
+
     def _bits(self, per_sample: int) -> Tensor:
         """Fresh int64 random bits of shape ``[B, per_sample]``; advances the counter."""
         self._counter += 1

@@ -515,7 +515,7 @@ class MGDM(Sampler[MGDMConfig]):
         output_shape = tuple(problem.operator.output_shape)
         x_ell, x_0 = rto_draw(residual, output_shape, mean, std, ell, steps, noise, denoise=True)
         assert x_0 is not None
-        noise._counter += 1  # the one-shot chain's advance (denoise_chain)
+        noise.skip(1)  # the one-shot chain's advance (denoise_chain)
         return x_ell, x_0
 
     def denoise_chain(
@@ -538,7 +538,7 @@ class MGDM(Sampler[MGDMConfig]):
         if cfg.denoiser_posterior == "exact":
             return prior.sample_denoising_posterior(x_ell, ell, noise)
         if cfg.denoising_steps == 1:  # one-shot Tweedie for every sample: no grouping, no sync
-            noise._counter += 1
+            noise.skip(1)
             return prior.denoise(x_ell, ell)
         host = ell if ell_host is None else ell_host
         lengths = torch.clamp(host + 1, max=cfg.denoising_steps)
@@ -569,7 +569,7 @@ class MGDM(Sampler[MGDMConfig]):
                 x_0 = x
             else:
                 x_0[index] = x
-        noise._counter += cfg.denoising_steps
+        noise.skip(cfg.denoising_steps)
         return x_0
 
     def clip(self, prior: CountingDenoiser, x_0: Tensor) -> Tensor:
