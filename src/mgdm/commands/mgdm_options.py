@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable
 
 from mgdm.commands.arguments import finite_float
 from mgdm.samplers.mgdm import FITS, INDEX_RULES, MGDM_LIKELIHOODS, PRESETS, MGDMConfig
@@ -118,6 +119,22 @@ def mgdm_overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
+def _yes_or_no(value: str) -> bool:
+    if value not in ("yes", "no"):
+        raise ValueError(value)
+    return value == "yes"
+
+
+def _field_reader(current: object) -> tuple[Callable[[str], object], str]:
+    """How ``--mgdm-set`` reads a value for a field whose default is ``current``, and what it
+    accepts (for the error message)."""
+    if isinstance(current, bool):
+        return _yes_or_no, "yes or no"
+    if isinstance(current, StepSchedule):
+        return StepSchedule.parse, "a schedule, e.g. '3,-10:=20'"
+    return type(current), f"a {type(current).__name__}, e.g. {current}"
+
+
 def parse_assignments(texts: list[str] | None) -> dict[str, object]:
     """MGDM fields from ``FIELD=VALUE`` texts (``--mgdm-set``): ``VALUE`` is read as the field's
     type in :class:`MGDMConfig` (``yes``/``no`` for a flag, a schedule text for ``G(i)`` and
@@ -133,27 +150,10 @@ def parse_assignments(texts: list[str] | None) -> dict[str, object]:
             raise ValueError(
                 f"--mgdm-set takes FIELD=VALUE with FIELD one of {', '.join(fields)}; got {text!r}."
             )
-        current = getattr(defaults, name)
+        read, accepted = _field_reader(getattr(defaults, name))
         try:
-            if isinstance(current, bool):
-                if value not in ("yes", "no"):
-                    raise ValueError
-                overrides[name] = value == "yes"
-            elif isinstance(current, StepSchedule):
-                overrides[name] = StepSchedule.parse(value)
-            elif isinstance(current, int):
-                overrides[name] = int(value)
-            elif isinstance(current, float):
-                overrides[name] = float(value)
-            else:
-                overrides[name] = value
+            overrides[name] = read(value)
         except ValueError:
-            if isinstance(current, bool):
-                accepted = "yes or no"
-            elif isinstance(current, StepSchedule):
-                accepted = "a schedule, e.g. '3,-10:=20'"
-            else:
-                accepted = f"a {type(current).__name__}, e.g. {current}"
             raise ValueError(f"--mgdm-set {name}: {value!r} is not {accepted}.") from None
     return overrides
 
